@@ -1,0 +1,303 @@
+"""Decode any common video to frames at a fixed rate (25 fps) and audio at 16 kHz mono.
+
+Frame resampling is by timestamp: output frame ``i`` is the source frame *shown* at time ``i / fps``
+(the last source frame whose presentation time is <= that instant), with times measured from the
+first video frame. This handles 29.97/30/50/60 fps and variable frame rate alike. Frames are streamed
+in bounded chunks so a long 1080p video never needs all frames in memory.
+
+Audio is decoded at its native rate, averaged to mono, resampled with a polyphase filter (numpy/scipy,
+so the result does not depend on FFmpeg's resampler version) and trimmed/padded to exactly
+``num_frames / fps`` seconds, aligned to the first video frame.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import asdict, dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterator
+
+import av
+import numpy as np
+from scipy.signal import resample_poly
+
+from .errors import (MediaError, NoAudioStream, NoVideoStream, NotAFile, UndecodableMedia,
+                     ZeroFrames)
+
+log = logging.getLogger(__name__)
+
+FPS = 25.0
+SAMPLE_RATE = 16000
+_EPS = 1e-6  # seconds; absorbs float rounding of timestamps
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    path: str
+    width: int
+    height: int
+    src_fps: float  # average rate as declared by the container
+    duration_s: float  # video duration (container estimate; exact after decoding)
+    est_num_frames: int  # estimated number of frames at the output rate
+    video_codec: str
+    has_audio: bool
+    audio_sample_rate: int | None
+    audio_channels: int | None
+    audio_codec: str | None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class FrameChunk:
+    """``frames[j]`` is output frame ``start + j`` (RGB uint8, H×W×3)."""
+
+    start: int
+    frames: np.ndarray
+
+    @property
+    def stop(self) -> int:
+        return self.start + len(self.frames)
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise NotAFile(path, "file does not exist")
+    if not path.is_file():
+        raise NotAFile(path, "not a regular file")
+    if not os.access(path, os.R_OK):
+        raise NotAFile(path, "not readable (permission denied)")
+    if path.stat().st_size == 0:
+        raise NotAFile(path, "empty file (0 bytes)")
+
+
+def _open(path) -> av.container.InputContainer:
+    path = Path(path)
+    _check_file(path)
+    try:
+        return av.open(str(path), metadata_errors="ignore")
+    except PermissionError as e:
+        raise NotAFile(path, f"not readable ({e.strerror})") from e
+    except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as e:
+        raise UndecodableMedia(path, f"not a readable media container ({type(e).__name__}: {e})") from e
+
+
+def _video_stream(container, path):
+    if not container.streams.video:
+        raise NoVideoStream(path, "no video stream")
+    return container.streams.video[0]
+
+
+def probe(path) -> MediaInfo:
+    """Container-level facts about a file, without decoding every frame."""
+    with _open(path) as c:
+        vs = _video_stream(c, path)
+        cc = vs.codec_context
+        rate = vs.average_rate or vs.guessed_rate or Fraction(25)
+        if vs.duration is not None and vs.time_base is not None:
+            dur = float(vs.duration * vs.time_base)
+        elif c.duration is not None:
+            dur = c.duration / av.time_base
+        else:
+            dur = (vs.frames or 0) / float(rate)
+        a = c.streams.audio[0] if c.streams.audio else None
+        return MediaInfo(
+            path=str(path), width=int(cc.width), height=int(cc.height), src_fps=float(rate),
+            duration_s=dur, est_num_frames=num_output_frames(dur),
+            video_codec=cc.name, has_audio=a is not None,
+            audio_sample_rate=int(a.codec_context.sample_rate) if a else None,
+            audio_channels=int(a.codec_context.channels) if a else None,
+            audio_codec=a.codec_context.name if a else None,
+        )
+
+
+def num_output_frames(duration_s: float, fps: float = FPS) -> int:
+    """Output frames of a video lasting ``duration_s``: every ``i`` with ``i / fps < duration``."""
+    return max(0, math.ceil(duration_s * fps - 1e-4))
+
+
+def _frame_time(frame, time_base, origin_pts, index, rate) -> float:
+    if frame.pts is None or time_base is None:
+        return index / float(rate)
+    return float((frame.pts - origin_pts) * time_base)
+
+
+def _origin_pts(path) -> int:
+    """pts of the first decodable video frame: time zero for every reader of this file."""
+    with _open(path) as c:
+        vs = _video_stream(c, path)
+        try:
+            for frame in c.decode(vs):
+                return frame.pts if frame.pts is not None else 0
+        except av.error.FFmpegError as e:
+            raise UndecodableMedia(path, f"video stream cannot be decoded ({e})") from e
+    raise ZeroFrames(path, "video stream has zero decodable frames")
+
+
+def iter_frames(path, fps: float = FPS, chunk_size: int = 16, start: int = 0,
+                stop: int | None = None) -> Iterator[FrameChunk]:
+    """Yield output frames ``[start, stop)`` at ``fps`` in chunks of at most ``chunk_size``.
+
+    ``stop=None`` means to the end of the video. A segment (``start > 0``) seeks to the keyframe before
+    it, so segments of a long video can be decoded independently and agree with a full decode.
+    """
+    path = Path(path)
+    origin = _origin_pts(path)
+    with _open(path) as c:
+        vs = _video_stream(c, path)
+        vs.thread_type = "AUTO"
+        tb = vs.time_base
+        rate = vs.average_rate or vs.guessed_rate or Fraction(25)
+        if start > 0 and tb is not None:
+            target = origin + int((start / fps - 1.0) / tb)
+            c.seek(max(target, origin), stream=vs, backward=True, any_frame=False)
+        buf: list[np.ndarray] = []
+        buf_start = start
+        i = start  # next output index to emit
+        prev = None  # (time, rgb) of the last source frame seen
+        n_src = 0
+        try:
+            for frame in c.decode(vs):
+                t = _frame_time(frame, tb, origin, n_src, rate)
+                n_src += 1
+                if prev is not None:
+                    # every output instant in [prev_t, t) shows prev
+                    while (stop is None or i < stop) and i / fps < t - _EPS:
+                        buf.append(prev[1])
+                        i += 1
+                        if len(buf) >= chunk_size:
+                            yield FrameChunk(buf_start, np.stack(buf))
+                            buf_start += len(buf)
+                            buf = []
+                    if stop is not None and i >= stop:
+                        break
+                # only convert frames that can still be shown
+                if stop is None or t < stop / fps + 1.0:
+                    dur = float(frame.duration * tb) if frame.duration and tb is not None else 1.0 / float(rate)
+                    prev = (t, frame.to_ndarray(format="rgb24"), dur)
+        except av.error.FFmpegError as e:
+            raise UndecodableMedia(path, f"decoding failed after {n_src} frames ({e})") from e
+        if n_src == 0:
+            raise ZeroFrames(path, "video stream has zero decodable frames")
+        if prev is not None:
+            end_t = prev[0] + prev[2]
+            while (stop is None or i < stop) and i / fps < end_t - 1e-4:
+                buf.append(prev[1])
+                i += 1
+                if len(buf) >= chunk_size:
+                    yield FrameChunk(buf_start, np.stack(buf))
+                    buf_start += len(buf)
+                    buf = []
+        if buf:
+            yield FrameChunk(buf_start, np.stack(buf))
+
+
+def read_frames(path, fps: float = FPS, start: int = 0, stop: int | None = None) -> np.ndarray:
+    """All output frames ``[start, stop)`` as one (T, H, W, 3) uint8 RGB array. For short clips."""
+    chunks = [ch.frames for ch in iter_frames(path, fps, chunk_size=64, start=start, stop=stop)]
+    if not chunks:
+        raise ZeroFrames(path, f"no frames in [{start}, {stop})")
+    return np.concatenate(chunks)
+
+
+def count_frames(path, fps: float = FPS) -> int:
+    """Exact number of output frames (decodes timestamps only, no pixel conversion)."""
+    path = Path(path)
+    origin = _origin_pts(path)
+    with _open(path) as c:
+        vs = _video_stream(c, path)
+        tb = vs.time_base
+        rate = vs.average_rate or vs.guessed_rate or Fraction(25)
+        last_t, last_dur, n = None, 1.0 / float(rate), 0
+        for packet in c.demux(vs):
+            if packet.pts is None or packet.size == 0:
+                continue
+            t = float((packet.pts - origin) * tb)
+            if last_t is None or t > last_t:
+                last_t = t
+                last_dur = float(packet.duration * tb) if packet.duration else 1.0 / float(rate)
+            n += 1
+        if n == 0:
+            raise ZeroFrames(path, "video stream has zero packets")
+        return num_output_frames(last_t + last_dur, fps)
+
+
+def read_audio(path, num_frames: int | None = None, fps: float = FPS,
+               sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Mono float32 audio in [-1, 1] at ``sample_rate``, aligned to the first video frame.
+
+    With ``num_frames`` the result has exactly ``round(num_frames / fps * sample_rate)`` samples
+    (trimmed, or zero-padded at the end).
+    """
+    path = Path(path)
+    with _open(path) as c:
+        if not c.streams.audio:
+            raise NoAudioStream(path, "no audio stream")
+        a = c.streams.audio[0]
+        v_origin = None
+        if c.streams.video:
+            vs = c.streams.video[0]
+            if vs.start_time is not None and vs.time_base is not None:
+                v_origin = float(vs.start_time * vs.time_base)
+        native_rate = int(a.codec_context.sample_rate)
+        parts, a_start = [], None
+        try:
+            for frame in c.decode(a):
+                if a_start is None and frame.pts is not None and frame.time_base is not None:
+                    a_start = float(frame.pts * frame.time_base)
+                x = frame.to_ndarray()
+                if x.dtype.kind in "iu":
+                    x = x.astype(np.float32) / float(np.iinfo(x.dtype).max + 1)
+                if not frame.format.is_planar:  # packed: (1, samples*channels)
+                    x = x.reshape(-1, len(frame.layout.channels)).T
+                parts.append(x.astype(np.float32).mean(axis=0))
+        except av.error.FFmpegError as e:
+            raise UndecodableMedia(path, f"audio stream cannot be decoded ({e})") from e
+    if not parts:
+        raise NoAudioStream(path, "audio stream has no decodable samples")
+    wav = np.concatenate(parts)
+    if native_rate != sample_rate:
+        g = math.gcd(native_rate, sample_rate)
+        wav = resample_poly(wav.astype(np.float64), sample_rate // g, native_rate // g).astype(np.float32)
+    offset_s = (a_start or 0.0) - (v_origin or 0.0)
+    shift = int(round(offset_s * sample_rate))
+    if shift > 0:
+        wav = np.concatenate([np.zeros(shift, np.float32), wav])
+    elif shift < 0:
+        wav = wav[-shift:]
+    if num_frames is not None:
+        n = int(round(num_frames / fps * sample_rate))
+        wav = wav[:n] if len(wav) >= n else np.pad(wav, (0, n - len(wav)))
+    return np.clip(wav, -1.0, 1.0).astype(np.float32)
+
+
+@dataclass
+class DecodedClip:
+    """A whole short clip in memory: (T, H, W, 3) RGB frames at 25 fps and matching audio."""
+
+    info: MediaInfo
+    frames: np.ndarray
+    audio: np.ndarray
+
+    @property
+    def num_frames(self) -> int:
+        return len(self.frames)
+
+
+def decode_clip(path, fps: float = FPS, sample_rate: int = SAMPLE_RATE,
+                require_audio: bool = True) -> DecodedClip:
+    """Decode a short clip fully (frames + audio trimmed to ``num_frames / fps`` seconds)."""
+    info = probe(path)
+    if require_audio and not info.has_audio:
+        raise NoAudioStream(path, "no audio stream")
+    frames = read_frames(path, fps)
+    audio = (read_audio(path, len(frames), fps, sample_rate) if info.has_audio
+             else np.zeros(int(round(len(frames) / fps * sample_rate)), np.float32))
+    return DecodedClip(info, frames, audio)
+
+
+__all__ = ["FPS", "SAMPLE_RATE", "MediaInfo", "FrameChunk", "DecodedClip", "probe", "iter_frames",
+           "read_frames", "read_audio", "count_frames", "decode_clip", "num_output_frames", "MediaError"]

@@ -1,0 +1,89 @@
+"""The shard format: one typed schema per table, used by every reader and writer.
+
+Layout of a prep output directory ``OUT``::
+
+    OUT/clips/clips-00000-of-00001.parquet     one row per clip (audio features, QA)
+    OUT/frames/frames-00000-of-00003.parquet   one row per 25 fps frame (crop, landmarks, 3DMM)
+    OUT/failures.parquet                       one row per input that failed
+    OUT/manifest.json                          config, versions, counts, every shard with rows + sha256
+
+Arrays are stored as flat lists with their shape beside them (``mel`` + ``mel_shape``) or as
+fixed-size lists (landmarks: 136 floats = 68 (x, y) pairs, row-major), so pandas, duckdb and
+``datasets.load_dataset("parquet", ...)`` read them without talkbench installed.
+"""
+from __future__ import annotations
+
+import pyarrow as pa
+
+SCHEMA_VERSION = "1.0"
+
+NUM_LANDMARKS = 68
+NUM_MM_ID = 40
+NUM_MM_EXP = 10
+MM_POSE_FIELDS = ("yaw", "pitch", "roll", "tx", "ty", "scale")  # radians; source px; px per model unit
+
+
+def _fsl(n: int, t=pa.float32()):
+    return pa.list_(t, n)
+
+
+CLIPS_SCHEMA = pa.schema([
+    pa.field("clip_id", pa.string(), nullable=False),  # path relative to input root, no extension, '/'-sep
+    pa.field("source_path", pa.string(), nullable=False),
+    pa.field("source_sha256", pa.string(), nullable=False),
+    pa.field("split", pa.string()),
+    pa.field("speaker", pa.string()),
+    pa.field("fps", pa.float32(), nullable=False),  # always 25.0 (output rate)
+    pa.field("num_frames", pa.int32(), nullable=False),
+    pa.field("sample_rate", pa.int32(), nullable=False),  # always 16000
+    pa.field("duration_s", pa.float64(), nullable=False),  # num_frames / fps
+    pa.field("src_width", pa.int32()),
+    pa.field("src_height", pa.int32()),
+    pa.field("src_fps", pa.float64()),
+    pa.field("src_video_codec", pa.string()),
+    pa.field("mel", pa.list_(pa.float32())),  # Wav2Lip mel, (80, T_mel) row-major
+    pa.field("mel_shape", _fsl(2, pa.int32())),
+    pa.field("mfcc", pa.list_(pa.float32())),  # SyncNet MFCC, (T_mfcc, 13) row-major
+    pa.field("mfcc_shape", _fsl(2, pa.int32())),
+    pa.field("crop_size", pa.int32()),
+    pa.field("main_track", pa.string()),  # how the main face track was chosen
+    # QA (prep job); NaN where not measurable
+    pa.field("qa_face_fraction", pa.float32()),
+    pa.field("qa_face_size", pa.float32()),  # median face box side, source px
+    pa.field("qa_num_faces", pa.int32()),  # max faces seen in one frame
+    pa.field("qa_jitter", pa.float32()),  # mean frame-to-frame landmark motion, crop px
+    pa.field("qa_blur", pa.float32()),  # variance of Laplacian on the mouth region of crops
+    pa.field("qa_loudness_db", pa.float32()),  # RMS dBFS of the 16 kHz audio
+    pa.field("qa_fit_residual", pa.float32()),  # mean 3DMM keypoint residual, source px
+    pa.field("qa_flags", pa.list_(pa.string())),  # reasons a --filter marked this clip
+    pa.field("qa_pass", pa.bool_()),
+])
+
+FRAMES_SCHEMA = pa.schema([
+    pa.field("clip_id", pa.string(), nullable=False),
+    pa.field("frame_index", pa.int32(), nullable=False),  # 0-based at 25 fps
+    pa.field("crop", pa.binary()),  # encoded aligned face crop (codec in manifest: config.crop_codec)
+    pa.field("face_found", pa.bool_(), nullable=False),
+    pa.field("num_faces", pa.int16()),
+    pa.field("box", _fsl(4)),  # main face box x0, y0, x1, y1 in source px
+    pa.field("landmarks", _fsl(2 * NUM_LANDMARKS)),  # 68 (x, y), crop coords
+    pa.field("landmarks_src", _fsl(2 * NUM_LANDMARKS)),  # 68 (x, y), source px
+    pa.field("affine", _fsl(6)),  # 2x3 row-major, source px -> crop px
+    pa.field("mm_pose", _fsl(len(MM_POSE_FIELDS))),
+    pa.field("mm_id", _fsl(NUM_MM_ID)),
+    pa.field("mm_exp", _fsl(NUM_MM_EXP)),
+    pa.field("mm_residual", pa.float32()),  # mean keypoint reprojection error, source px
+])
+
+FAILURES_SCHEMA = pa.schema([
+    pa.field("source_path", pa.string(), nullable=False),
+    pa.field("clip_id", pa.string()),
+    pa.field("stage", pa.string(), nullable=False),  # open / decode / audio / faces / 3dmm / qa / internal
+    pa.field("error_type", pa.string(), nullable=False),
+    pa.field("message", pa.string(), nullable=False),
+])
+
+SCHEMAS = {"clips": CLIPS_SCHEMA, "frames": FRAMES_SCHEMA, "failures": FAILURES_SCHEMA}
+
+__all__ = ["SCHEMA_VERSION", "CLIPS_SCHEMA", "FRAMES_SCHEMA", "FAILURES_SCHEMA", "SCHEMAS",
+           "NUM_LANDMARKS", "NUM_MM_ID", "NUM_MM_EXP", "MM_POSE_FIELDS"]
