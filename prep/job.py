@@ -1,0 +1,325 @@
+"""``talkbench prep``: a video collection → Parquet shards, fanned out over Dask distributed.
+
+One task per clip (a long video becomes segment tasks plus a finalising task). Each clip commits its own
+part files under ``OUT/.work/<config hash>/``; when every clip is done the shards are rebuilt from the parts
+in ``clip_id`` order, so the output is byte-identical whatever the worker count, completion order,
+interruptions (SIGKILL included) or retries. Every input ends up as a clip row or a failure row.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from . import media
+from .config import PrepConfig
+from .errors import NoAudioStream, TalkbenchError
+from .inputs import InputItem, collect_inputs
+from .pipeline import (WorkDir, commit_failure, failure_record, finalize_long_clip, process_clip,
+                       safe_segment, segment_bounds, source_stat)
+from .schema import SCHEMA_VERSION
+from .shards import (MANIFEST, atomic_write_json, read_manifest, rows_to_table, write_shard_set,
+                     write_table_atomic)
+
+log = logging.getLogger(__name__)
+
+
+class PrepUsageError(TalkbenchError):
+    """The job cannot start: no inputs, or OUT holds output of a different config."""
+
+
+@dataclass
+class PrepSummary:
+    out_dir: str
+    inputs: int
+    ok: int
+    failed: int
+    frames: int
+    resumed: int  # clips already committed by an earlier run and skipped
+    seconds: float
+    config_hash: str
+    failures: list[dict] = field(default_factory=list)
+
+    def line(self) -> str:
+        return f"{self.ok} ok, {self.failed} failed ({self.inputs} inputs, {self.frames} frames, " \
+               f"{self.resumed} resumed) in {self.seconds:.1f}s -> {self.out_dir}"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# ---------------------------------------------------------------- the first task of every clip
+
+def start_clip(item: dict, config: dict, work_root: str) -> dict:
+    """Probe a clip; process it in this task when short, else return its segment plan."""
+    it, cfg = InputItem.from_dict(item), PrepConfig.from_dict(config)
+    try:
+        info = media.probe(it.source_path)
+        if not info.has_audio:
+            raise NoAudioStream(it.source_path, "no audio stream")
+    except Exception as e:  # noqa: BLE001
+        return commit_failure(it, failure_record(it, e), work_root)
+    src = {"width": info.width, "height": info.height, "src_fps": info.src_fps, "video_codec": info.video_codec}
+    bounds = segment_bounds(info.est_num_frames, cfg.segment_frames)
+    if len(bounds) == 1:
+        return process_clip(item, config, work_root, src)
+    return {"status": "segment", "bounds": bounds, "src_info": src}
+
+
+# ---------------------------------------------------------------- executors
+
+class _InlineExecutor:
+    """Runs tasks in this process, in order (``--scheduler inline``: debugging and profiling)."""
+
+    dashboard_link = None
+
+    def run(self, items, cfg_dict, work_root, on_done):
+        for it in items:
+            res = start_clip(it.to_dict(), cfg_dict, work_root)
+            if res.get("status") == "segment":
+                segs = [safe_segment(it.to_dict(), a, b, cfg_dict, work_root, i)
+                        for i, (a, b) in enumerate(res["bounds"])]
+                res = finalize_long_clip(it.to_dict(), segs, cfg_dict, work_root, res["src_info"])
+            on_done(it, res)
+
+    def close(self):
+        pass
+
+
+class _DaskExecutor:
+    def __init__(self, scheduler=None, n_workers=None, threads_per_worker=1, memory_limit="auto"):
+        from dask.distributed import Client, LocalCluster
+
+        self.cluster = None
+        if scheduler:
+            self.client = Client(scheduler)
+        else:
+            n_workers = n_workers or max(1, (os.cpu_count() or 1) // max(1, threads_per_worker))
+            self.cluster = LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker,
+                                        processes=True, memory_limit=memory_limit, dashboard_address=":0")
+            self.client = Client(self.cluster)
+        self.dashboard_link = self.client.dashboard_link
+
+    def run(self, items, cfg_dict, work_root, on_done):
+        from dask.distributed import as_completed
+
+        by_key = {}
+        futures = []
+        for it in items:
+            f = self.client.submit(start_clip, it.to_dict(), cfg_dict, work_root, key=f"start-{it.key}",
+                                   retries=2, pure=False)
+            by_key[f.key] = ("start", it)
+            futures.append(f)
+        ac = as_completed(futures, with_results=False)
+        for f in ac:
+            kind, it = by_key.pop(f.key)
+            try:
+                res = f.result()
+            except Exception as e:  # noqa: BLE001 — worker died repeatedly, or the task crashed
+                on_done(it, failure_record(it, e, stage="worker"))
+                continue
+            if kind == "start" and res.get("status") == "segment":
+                segs = [self.client.submit(safe_segment, it.to_dict(), a, b, cfg_dict, work_root, i,
+                                           key=f"seg-{it.key}-{i}", retries=2, pure=False)
+                        for i, (a, b) in enumerate(res["bounds"])]
+                fin = self.client.submit(finalize_long_clip, it.to_dict(), segs, cfg_dict, work_root,
+                                         res["src_info"], key=f"final-{it.key}", retries=2, pure=False)
+                by_key[fin.key] = ("final", it)
+                ac.add(fin)
+                continue
+            on_done(it, res)
+
+    def close(self):
+        self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+
+
+# ---------------------------------------------------------------- the job
+
+def _prepare_out(out: Path, cfg: PrepConfig, overwrite: bool) -> WorkDir:
+    chash = cfg.content_hash()
+    work_parent = out / ".work"
+    others = [p.name for p in work_parent.iterdir() if p.is_dir() and p.name != chash] if work_parent.exists() else []
+    try:
+        old = read_manifest(out).get("config_hash")
+    except FileNotFoundError:
+        old = None
+    if (others or (old and old != chash)) and not overwrite:
+        raise PrepUsageError(
+            f"{out} already holds prep output made with a different config "
+            f"({old or others[0]} != {chash}); use a new output directory, or --overwrite to replace it")
+    if overwrite:
+        for name in others:
+            shutil.rmtree(work_parent / name)
+        if old and old != chash:
+            for sub in ("clips", "frames"):
+                shutil.rmtree(out / sub, ignore_errors=True)
+            (out / "failures.parquet").unlink(missing_ok=True)
+            (out / MANIFEST).unlink(missing_ok=True)
+    work = WorkDir(work_parent / chash)
+    for sub in ("parts", "done", "segments"):
+        (work.root / sub).mkdir(parents=True, exist_ok=True)
+    atomic_write_json(work.root / "config.json", cfg.content_dict())
+    return work
+
+
+def _dedupe(items: list[InputItem]) -> tuple[list[InputItem], list[dict]]:
+    seen: dict[str, InputItem] = {}
+    dup_failures = []
+    for it in sorted(items, key=lambda i: (i.clip_id, i.source_path)):
+        if it.clip_id in seen:
+            dup_failures.append({"status": "failed", "clip_id": it.clip_id, "source_path": it.source_path,
+                                 "stage": "inputs", "error_type": "DuplicateClipId",
+                                 "message": f"clip_id {it.clip_id!r} already used by {seen[it.clip_id].source_path}"})
+        else:
+            seen[it.clip_id] = it
+    return list(seen.values()), dup_failures
+
+
+def _is_committed(work: WorkDir, it: InputItem) -> dict | None:
+    done = work.read_done(it.key)
+    if not done or done.get("source_path") != it.source_path:
+        return None
+    try:
+        if done.get("source_stat") != source_stat(it.source_path):
+            return None  # the file changed since: redo it
+    except OSError:
+        return None
+    if done["status"] == "ok" and not (work.part(it.key, "frames").exists() and work.part(it.key, "clips").exists()):
+        return None
+    return done
+
+
+def _versions() -> dict:
+    import importlib.metadata as md
+
+    out = {"python": sys.version.split()[0]}
+    for pkg in ("talkbench", "numpy", "pyarrow", "av", "dlib-bin", "dlib", "torch", "dask", "distributed",
+                "python_speech_features", "opencv-python-headless", "pillow", "scipy"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def write_outputs(out: Path, work: WorkDir, items: list[InputItem], failures: list[dict],
+                  cfg: PrepConfig) -> dict:
+    """Rebuild the shard set and manifest from committed parts (deterministic: sorted by clip_id)."""
+    ok = []
+    for it in items:
+        d = work.read_done(it.key)
+        if d and d["status"] == "ok":
+            ok.append((it, d))
+    ok.sort(key=lambda x: x[0].clip_id)
+
+    def tables(kind):
+        for it, _ in ok:
+            yield pq.read_table(work.part(it.key, kind))
+
+    total_frames = sum(d["num_frames"] for _, d in ok)
+    clips = write_shard_set(tables("clips"), out / "clips", "clips", len(ok), cfg.clips_per_shard)
+    frames = write_shard_set(tables("frames"), out / "frames", "frames", total_frames, cfg.frames_per_shard)
+    fail_rows = sorted(({k: f.get(k) for k in ("source_path", "clip_id", "stage", "error_type", "message")}
+                        for f in failures), key=lambda r: (r["source_path"], r["clip_id"] or ""))
+    fail_table = rows_to_table(fail_rows, "failures")
+    write_table_atomic(fail_table, out / "failures.parquet", "failures")
+    from .shards import sha256_file
+
+    manifest = {
+        "schema_version": SCHEMA_VERSION, "created_by": "talkbench prep",
+        "talkbench_version": _versions().get("talkbench", "0"),
+        "config": cfg.content_dict(), "config_hash": cfg.content_hash(),
+        "crop_codec": cfg.crop_codec, "fps": media.FPS, "sample_rate": media.SAMPLE_RATE,
+        "versions": _versions(),
+        "counts": {"inputs": len(ok) + len(fail_rows), "clips": len(ok), "failed": len(fail_rows),
+                   "frames": total_frames, "qa_pass": sum(1 for _, d in ok if d.get("qa_pass"))},
+        "shards": {"clips": clips, "frames": frames,
+                   "failures": [{"path": "failures.parquet", "rows": fail_table.num_rows,
+                                 "sha256": sha256_file(out / "failures.parquet")}]},
+    }
+    atomic_write_json(out / MANIFEST, manifest)
+    return manifest
+
+
+def run_prep(inputs, out_dir, config: PrepConfig | None = None, *, recipe: str | None = None,
+             scheduler: str | None = None, n_workers: int | None = None, threads_per_worker: int = 1,
+             memory_limit="auto", progress: bool = True, overwrite: bool = False) -> PrepSummary:
+    """Prepare ``inputs`` (a directory, a .txt/.csv list, a corpus dir with ``recipe``, or a list of
+    ``InputItem``) into shards under ``out_dir``. ``scheduler``: None (a LocalCluster sized to the machine),
+    a ``tcp://host:port`` address, or ``"inline"`` (this process, serially).
+    Resumable: clips committed by an earlier run with the same config are not redone."""
+    t0 = time.perf_counter()
+    cfg = config or PrepConfig()
+    out = Path(out_dir)
+    items = list(inputs) if isinstance(inputs, (list, tuple)) else collect_inputs(inputs, recipe)
+    if not items:
+        raise PrepUsageError(f"no video inputs found in {inputs}")
+    out.mkdir(parents=True, exist_ok=True)
+    work = _prepare_out(out, cfg, overwrite)
+    unique, failures = _dedupe(items)
+    todo, resumed = [], 0
+    for it in unique:
+        if _is_committed(work, it):
+            resumed += 1
+        else:
+            todo.append(it)
+    log.info("prep: %d inputs, %d to process, %d already committed (config %s)",
+             len(items), len(todo), resumed, cfg.content_hash())
+    transient: list[dict] = []  # failures of the executor itself (not committed: a rerun retries them)
+    stats = {"ok": 0, "failed": 0, "frames": 0}
+    bar = None
+    if progress and todo:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(todo), unit="clip", desc="prep", dynamic_ncols=True, file=sys.stderr)
+
+    def on_done(it: InputItem, res: dict):
+        if res.get("status") == "ok":
+            stats["ok"] += 1
+            stats["frames"] += res["num_frames"]
+        else:
+            stats["failed"] += 1
+            if not work.read_done(it.key):
+                transient.append(res)
+            log.info("failed: %s [%s] %s", it.source_path, res.get("stage"), res.get("message"))
+        if bar is not None:
+            el = time.perf_counter() - t0
+            bar.set_postfix(ok=stats["ok"], failed=stats["failed"], fps=f"{stats['frames'] / max(el, 1e-9):.0f}")
+            bar.update(1)
+
+    if todo:
+        cfg_dict = cfg.to_dict()
+        executor = (_InlineExecutor() if scheduler == "inline"
+                    else _DaskExecutor(scheduler, n_workers, threads_per_worker, memory_limit))
+        if executor.dashboard_link:
+            print(f"Dask dashboard: {executor.dashboard_link}", file=sys.stderr)
+        try:
+            executor.run(todo, cfg_dict, str(work.root), on_done)
+        finally:
+            executor.close()
+            if bar is not None:
+                bar.close()
+    for it in unique:
+        d = work.read_done(it.key)
+        if d and d["status"] == "failed":
+            failures.append(d)
+    failures.extend(transient)
+    manifest = write_outputs(out, work, unique, failures, cfg)
+    c = manifest["counts"]
+    if c["clips"] + c["failed"] != len(items):
+        raise RuntimeError(f"accounting bug: {c['clips']} clips + {c['failed']} failures != {len(items)} inputs")
+    return PrepSummary(str(out), len(items), c["clips"], c["failed"], c["frames"], resumed,
+                       time.perf_counter() - t0, cfg.content_hash(),
+                       [{k: f.get(k) for k in ("source_path", "stage", "message")} for f in failures])
+
+
+__all__ = ["run_prep", "PrepSummary", "PrepUsageError", "write_outputs", "start_clip"]

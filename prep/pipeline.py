@@ -1,0 +1,266 @@
+"""Per-clip processing: pure functions of (video, config) → committed part files, runnable on any worker.
+
+A clip is processed as one or more *segments* (a long video is split so one file doesn't pin a worker),
+then *finalised*: audio features, 3DMM fit over the whole clip, QA, and the commit. Every file is written
+atomically and the ``done/<key>.json`` marker is written last, so a clip is either committed or absent:
+a retried or resumed task rewrites the same bytes and never duplicates rows.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from . import audio as audio_features
+from . import media, qa
+from .config import PrepConfig
+from .errors import FaceError, MediaError, TalkbenchError, TooShort
+from .inputs import InputItem
+from .shards import atomic_write_json, encode_crop, rows_to_table, sha256_file, write_table_atomic
+
+log = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------- work-dir layout
+
+class WorkDir:
+    """``OUT/.work/<config hash>/``: parts/ (per-clip tables), segments/, done/ (commit markers)."""
+
+    def __init__(self, root):
+        self.root = Path(root)
+
+    def part(self, key: str, kind: str) -> Path:
+        return self.root / "parts" / f"{key}.{kind}.parquet"
+
+    def segment(self, key: str, i: int) -> Path:
+        return self.root / "segments" / key / f"seg-{i:05d}.parquet"
+
+    def segment_summary(self, key: str, i: int) -> Path:
+        return self.root / "segments" / key / f"seg-{i:05d}.json"
+
+    def done(self, key: str) -> Path:
+        return self.root / "done" / f"{key}.json"
+
+    def read_done(self, key: str) -> dict | None:
+        p = self.done(key)
+        return json.loads(p.read_text()) if p.exists() else None
+
+
+def source_stat(path) -> dict:
+    st = os.stat(path)
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def segment_bounds(est_frames: int, segment_frames: int) -> list[tuple[int, int | None]]:
+    """[start, stop) per segment; the last is open-ended so the exact count comes from decoding."""
+    n = max(1, -(-est_frames // segment_frames)) if est_frames > segment_frames * 1.25 else 1
+    return [(i * segment_frames, (i + 1) * segment_frames if i < n - 1 else None) for i in range(n)]
+
+
+def _limit_threads() -> None:
+    # one thread per task: results must not depend on the worker's thread count, and tasks run in parallel
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:
+        pass
+    try:
+        import cv2
+
+        cv2.setNumThreads(1)
+    except ImportError:
+        pass
+
+
+# ---------------------------------------------------------------- segments
+
+def process_segment(item: dict, start: int, stop: int | None, config: dict, work_root: str,
+                    index: int = 0, write: bool = True) -> dict:
+    """Faces for frames [start, stop) of one video → a segment table (no 3DMM yet) + a small summary.
+
+    With ``write`` the table goes to the work dir (long videos); otherwise it is returned in memory.
+    """
+    from .faces import FaceTracker
+
+    _limit_threads()
+    it, cfg, work = InputItem.from_dict(item), PrepConfig.from_dict(config), WorkDir(work_root)
+    seg_path, sum_path = work.segment(it.key, index), work.segment_summary(it.key, index)
+    if write and seg_path.exists() and sum_path.exists():  # a retried task: already written
+        return json.loads(sum_path.read_text())
+    tracker = FaceTracker(cfg.face_config())
+    rows, blur = [], []
+    t0 = time.perf_counter()
+    for chunk in media.iter_frames(it.source_path, chunk_size=cfg.chunk_size, start=start, stop=stop):
+        for r in tracker.process(chunk):
+            crop = r.pop("crop")
+            if r["face_found"] and r["frame_index"] % 5 == 0:
+                blur.append(qa.blur_score(crop))
+            r["crop"] = None if crop is None else encode_crop(crop, cfg.crop_codec, cfg.jpeg_quality)
+            r["clip_id"] = it.clip_id
+            rows.append(r)
+    summary = dict(tracker.summary())
+    summary.update(index=index, start=start, num_frames=len(rows), blur=blur,
+                   seconds=time.perf_counter() - t0)
+    table = rows_to_table(rows, "frames")
+    if not write:
+        summary["table"] = table
+        return summary
+    write_table_atomic(table, seg_path, "frames")
+    atomic_write_json(sum_path, summary)
+    return summary
+
+
+# ---------------------------------------------------------------- finalise
+
+def _fit_3dmm(table: pa.Table, width: int, height: int, cfg: PrepConfig) -> tuple[pa.Table, float]:
+    from .threedmm import fit_clip
+
+    lms = table.column("landmarks_src").to_pylist()
+    valid = np.array([v is not None for v in lms])
+    if not valid.any():
+        return table, float("nan")
+    arr = np.stack([np.asarray(v, np.float32).reshape(68, 2) if v is not None else np.zeros((68, 2), np.float32)
+                    for v in lms])
+    fit = fit_clip(arr, valid, (width, height))
+    T = len(lms)
+    pose = [fit["mm_pose"][i].tolist() if valid[i] else None for i in range(T)]
+    exp = [fit["mm_exp"][i].tolist() if valid[i] else None for i in range(T)]
+    ident = [np.asarray(fit["mm_id"]).tolist() if valid[i] else None for i in range(T)]
+    resid = [float(fit["residual"][i]) if valid[i] else None for i in range(T)]
+    schema = table.schema
+    for name, vals in (("mm_pose", pose), ("mm_id", ident), ("mm_exp", exp), ("mm_residual", resid)):
+        table = table.set_column(schema.get_field_index(name), schema.field(name),
+                                 pa.array(vals, type=schema.field(name).type))
+    return table, float(np.mean(np.asarray(fit["residual"])[valid]))
+
+
+def _merge_summaries(summaries: list[dict]) -> dict:
+    """Clip-level face stats from per-segment ones, weighted by frames."""
+    n = np.array([s["num_frames"] for s in summaries], float)
+    w = n / max(n.sum(), 1)
+
+    def wmean(key):
+        vals = np.array([np.nan if s.get(key) is None else s[key] for s in summaries], float)
+        ok = ~np.isnan(vals)
+        return float(np.sum(vals[ok] * w[ok]) / np.sum(w[ok])) if ok.any() else float("nan")
+
+    return {"main_track": summaries[0].get("main_track"),
+            "num_faces_max": int(max(s.get("num_faces_max", 0) or 0 for s in summaries)),
+            "face_fraction": wmean("face_fraction"), "face_size": wmean("face_size"),
+            "jitter": wmean("jitter"), "blur": [b for s in summaries for b in s.get("blur", [])]}
+
+
+def finalize_clip(item: dict, segments: list[dict], config: dict, work_root: str, src_info: dict) -> dict:
+    """Audio features + 3DMM + QA for a clip whose segments are done; write parts, then the done marker."""
+    _limit_threads()
+    it, cfg, work = InputItem.from_dict(item), PrepConfig.from_dict(config), WorkDir(work_root)
+    segments = sorted(segments, key=lambda s: s["index"])
+    tables = [s.pop("table") if "table" in s else pq.read_table(work.segment(it.key, s["index"]))
+              for s in segments]
+    frames = pa.concat_tables(tables) if tables else rows_to_table([], "frames")
+    num_frames = frames.num_rows
+    expected = list(range(num_frames))
+    if frames.column("frame_index").to_pylist() != expected:
+        raise RuntimeError(f"{it.clip_id}: segment frame indices are not contiguous")
+    if num_frames < cfg.min_frames:
+        raise TooShort(it.source_path, f"{num_frames} frame(s) at 25 fps; at least {cfg.min_frames} needed")
+    face = _merge_summaries(segments)
+    if face["face_fraction"] == 0 or not pa.compute.any(frames.column("face_found")).as_py():
+        raise FaceError(it.clip_id, "no face found in any frame")
+    wav = media.read_audio(it.source_path, num_frames)
+    mel = audio_features.melspectrogram(wav)
+    mfcc = audio_features.mfcc(wav)
+    residual = float("nan")
+    fc = cfg.face_config()
+    if getattr(fc, "fit_3dmm", True):
+        frames, residual = _fit_3dmm(frames, src_info["width"], src_info["height"], cfg)
+    measures = {
+        "qa_face_fraction": face["face_fraction"], "qa_face_size": face["face_size"],
+        "qa_num_faces": face["num_faces_max"], "qa_jitter": face["jitter"],
+        "qa_blur": float(np.median(face["blur"])) if face["blur"] else float("nan"),
+        "qa_loudness_db": qa.loudness_db(wav), "qa_fit_residual": residual,
+    }
+    flags, passed = qa.apply_filters(measures, cfg.filters)
+    sha = sha256_file(it.source_path)
+    clip_row = {
+        "clip_id": it.clip_id, "source_path": it.source_path, "source_sha256": sha, "split": it.split,
+        "speaker": it.speaker, "fps": media.FPS, "num_frames": num_frames, "sample_rate": media.SAMPLE_RATE,
+        "duration_s": num_frames / media.FPS, "src_width": src_info["width"], "src_height": src_info["height"],
+        "src_fps": src_info["src_fps"], "src_video_codec": src_info["video_codec"],
+        "mel": mel, "mel_shape": list(mel.shape), "mfcc": mfcc, "mfcc_shape": list(mfcc.shape),
+        "crop_size": int(fc.crop_size), "main_track": face["main_track"], **measures,
+        "qa_flags": flags, "qa_pass": passed,
+    }
+    write_table_atomic(frames, work.part(it.key, "frames"), "frames")
+    write_table_atomic(rows_to_table([clip_row], "clips"), work.part(it.key, "clips"), "clips")
+    done = {"status": "ok", "clip_id": it.clip_id, "source_path": it.source_path, "source_sha256": sha,
+            "source_stat": source_stat(it.source_path), "num_frames": num_frames, "qa_pass": passed}
+    atomic_write_json(work.done(it.key), done)
+    return done
+
+
+def failure_record(item: InputItem, exc: BaseException, stage: str | None = None) -> dict:
+    if isinstance(exc, (MediaError, FaceError)):
+        stage, message = stage or exc.stage, exc.reason
+    elif isinstance(exc, TalkbenchError):
+        stage, message = stage or "prep", str(exc)
+    else:  # a bug or an unexpected library error: keep the job going, keep the evidence
+        stage = stage or "internal"
+        message = f"{exc}" + "\n" + "".join(traceback.format_exception_only(type(exc), exc)).strip()
+    return {"status": "failed", "clip_id": item.clip_id, "source_path": item.source_path,
+            "stage": stage, "error_type": type(exc).__name__, "message": message}
+
+
+def commit_failure(item: InputItem, record: dict, work_root: str) -> dict:
+    try:
+        record = dict(record, source_stat=source_stat(item.source_path))
+    except OSError:
+        record = dict(record, source_stat=None)
+    atomic_write_json(WorkDir(work_root).done(item.key), record)
+    return record
+
+
+def process_clip(item: dict, config: dict, work_root: str, src_info: dict) -> dict:
+    """A short clip in one task: one in-memory segment, then finalise. Failures become a committed record."""
+    it = InputItem.from_dict(item)
+    try:
+        seg = process_segment(item, 0, None, config, work_root, write=False)
+        return finalize_clip(item, [seg], config, work_root, src_info)
+    except Exception as e:  # noqa: BLE001 — every error is data; the job goes on
+        log.debug("clip %s failed", it.clip_id, exc_info=True)
+        return commit_failure(it, failure_record(it, e), work_root)
+
+
+def finalize_long_clip(item: dict, segments: list[dict], config: dict, work_root: str, src_info: dict) -> dict:
+    import shutil
+
+    it = InputItem.from_dict(item)
+    errors = [s["error"] for s in sorted(segments, key=lambda s: s["index"]) if "error" in s]
+    if errors:
+        return commit_failure(it, errors[0], work_root)
+    try:
+        done = finalize_clip(item, segments, config, work_root, src_info)
+    except Exception as e:  # noqa: BLE001
+        done = commit_failure(it, failure_record(it, e), work_root)
+    shutil.rmtree(WorkDir(work_root).root / "segments" / it.key, ignore_errors=True)
+    return done
+
+
+def safe_segment(item: dict, start: int, stop, config: dict, work_root: str, index: int) -> dict:
+    """A segment task that reports its error as data (the finaliser turns it into the clip's failure)."""
+    try:
+        return process_segment(item, start, stop, config, work_root, index=index, write=True)
+    except Exception as e:  # noqa: BLE001
+        return {"index": index, "error": failure_record(InputItem.from_dict(item), e)}
+
+
+__all__ = ["WorkDir", "segment_bounds", "process_segment", "finalize_clip", "process_clip",
+           "finalize_long_clip", "safe_segment", "failure_record", "commit_failure", "source_stat"]
