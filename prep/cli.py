@@ -29,6 +29,7 @@ def register(sub) -> None:
     c.add_argument("--backend", choices=["dlib", "fan"], help="face backend (default dlib)")
     c.add_argument("--detect-every", type=int, help="run the detector every k frames (tracking in between)")
     c.add_argument("--no-3dmm", action="store_true", help="skip the 3DMM fit")
+    c.add_argument("--bfm", metavar="DIR", help="3DDFA BFM basis folder (else $TALKBENCH_3DDFA_DIR or the cache dir)")
     c.add_argument("--segment-frames", type=int, help="split videos longer than this into segment tasks")
     f = p.add_argument_group("QA filters (mark clips, never drop them; 'none' disables)")
     for name, help_ in [("min-face-fraction", "fraction of frames with a face"),
@@ -71,6 +72,10 @@ def build_config(args):
 def main(args) -> int:
     from .job import PrepUsageError, run_prep
 
+    if args.bfm:  # workers of a LocalCluster inherit the environment; remote workers need it set there
+        import os
+
+        os.environ["TALKBENCH_3DDFA_DIR"] = os.path.abspath(args.bfm)
     try:
         cfg = build_config(args)
         summary = run_prep(args.input, args.out, cfg, recipe=args.recipe, scheduler=args.scheduler,

@@ -171,6 +171,19 @@ def _prepare_out(out: Path, cfg: PrepConfig, overwrite: bool) -> WorkDir:
     return work
 
 
+def _check_models(cfg: PrepConfig) -> None:
+    """Fail fast, before any task runs, when a model the config needs is absent."""
+    if getattr(cfg.face_config(), "fit_3dmm", False):
+        from talkbench.models import WeightsMismatch, WeightsNotFound
+
+        from .threedmm import bfm_paths
+
+        try:
+            bfm_paths()
+        except (WeightsNotFound, WeightsMismatch) as e:
+            raise PrepUsageError(f"3DMM basis unavailable: {e}\nOr run without the 3DMM stage (--no-3dmm).") from e
+
+
 def _dedupe(items: list[InputItem]) -> tuple[list[InputItem], list[dict]]:
     seen: dict[str, InputItem] = {}
     dup_failures = []
@@ -263,6 +276,7 @@ def run_prep(inputs, out_dir, config: PrepConfig | None = None, *, recipe: str |
     items = list(inputs) if isinstance(inputs, (list, tuple)) else collect_inputs(inputs, recipe)
     if not items:
         raise PrepUsageError(f"no video inputs found in {inputs}")
+    _check_models(cfg)
     out.mkdir(parents=True, exist_ok=True)
     work = _prepare_out(out, cfg, overwrite)
     unique, failures = _dedupe(items)

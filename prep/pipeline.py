@@ -214,7 +214,7 @@ def failure_record(item: InputItem, exc: BaseException, stage: str | None = None
         stage, message = stage or "prep", str(exc)
     else:  # a bug or an unexpected library error: keep the job going, keep the evidence
         stage = stage or "internal"
-        message = f"{exc}" + "\n" + "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        message = "".join(traceback.format_exception_only(type(exc), exc)).strip()
     return {"status": "failed", "clip_id": item.clip_id, "source_path": item.source_path,
             "stage": stage, "error_type": type(exc).__name__, "message": message}
 

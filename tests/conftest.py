@@ -12,6 +12,9 @@ VIDEOS = SHARED / "data" / "videos"
 BFM = SHARED / "models" / "3ddfa_bfm"
 ARTIFACTS = Path(os.environ.get("TALKBENCH_TEST_ARTIFACTS", REPO / "artifacts"))
 
+# the prep job finds the 3DMM basis through this variable (workers inherit it)
+os.environ.setdefault("TALKBENCH_3DDFA_DIR", str(BFM))
+
 REAL_CLIPS = ["w2l_input3.mp4", "w2l_input4.mp4", "latentsync_demo1.mp4", "latentsync_demo2.mp4"]
 
 

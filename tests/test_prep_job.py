@@ -127,9 +127,10 @@ def test_shards_open_in_pandas_and_duckdb(prepped):
     df = pd.read_parquet(out / "frames")
     assert len(df) == read_manifest(out)["counts"]["frames"]
     duckdb = pytest.importorskip("duckdb")
-    n = duckdb.sql(f"select count(*) from read_parquet('{out}/clips/*.parquet')").fetchone()[0]
+    n = duckdb.sql(f"select count(*) from read_parquet('{out}/clips/*.parquet')").fetchall()[0][0]
     assert n == 3
-    lm = duckdb.sql(f"select landmarks from read_parquet('{out}/frames/*.parquet') where face_found limit 1").fetchone()[0]
+    lm = duckdb.sql(f"select landmarks from read_parquet('{out}/frames/*.parquet') where face_found limit 1"
+                    ).fetchall()[0][0]
     assert len(lm) == 136
 
 
