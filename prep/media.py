@@ -317,6 +317,7 @@ def write_video(path, frames, audio: np.ndarray | None = None, fps: float = FPS,
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix or ".mp4", dir=path.parent)
+    os.fchmod(fd, 0o644)
     os.close(fd)
     rate = Fraction(fps).limit_denominator(1001)
     try:

@@ -1,0 +1,266 @@
+"""Grouping accepted results into benchmark tables, deciding what is comparable, and ranking.
+
+A benchmark is one set of reference shards (``reference_shards_sha256``) scored in one mode
+(reconstruction / cross). Its *benchmark protocol* is the registry's declaration, else the protocol its
+ground truth was scored under, else the most common one (ties: the newest protocol version). Each
+metric's weights (sha256 + calibrated flag) are fixed the same way. Rows that match are ranked together;
+every other row goes to a separate, unranked table that says why (different protocol version / hash /
+weights / calibration).
+"""
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+
+from .columns import ALL_COLUMNS, COLUMNS, DIRECTIONS, EXTRA_COLUMNS, Column  # noqa: F401 (re-exported)
+from .registry import BenchmarkDecl, Collection, Submission
+
+
+KIND_ORDER = {"ground-truth": 0, "baseline": 1, "model": 2}
+
+
+PROTOCOL_SOURCE = {True: "declared in the submission registry",
+                   False: "chosen from the results: ground truth, else the most common"}
+
+
+def arrow(col: Column) -> str:
+    return "↑" if col.higher_is_better else "↓"
+
+
+@dataclass
+class Row:
+    sub: Submission
+    ranks: dict[str, int] = field(default_factory=dict)
+    best: set[str] = field(default_factory=set)
+    mean_rank: float | None = None
+
+    @property
+    def ranked(self) -> bool:
+        return self.sub.kind != "ground-truth"
+
+
+@dataclass
+class Table:
+    ranked: bool
+    reason: str | None  # why these rows are not ranked with the benchmark (None for the ranked table)
+    rows: list[Row]
+    protocol_version: str
+    protocol_hash: str
+    weights: dict[str, tuple[str | None, bool]]  # metric -> (sha256, calibrated) of the computed values
+    uncalibrated: set[str]
+
+
+@dataclass
+class Benchmark:
+    name: str
+    reference_shards_sha256: str
+    mode: str
+    declared: bool
+    protocol_version: str
+    protocol_hash: str
+    weights: dict[str, tuple[str | None, bool]]
+    ranked: Table
+    unranked: list[Table]
+
+    @property
+    def slug(self) -> str:
+        """File-name-safe id (the sha256 and mode are validated, so this is safe)."""
+        return f"{self.reference_shards_sha256[:12]}-{self.mode}"
+
+    @property
+    def title(self) -> str:
+        return f"{self.name or self.reference_shards_sha256[:12]} · {self.mode}"
+
+
+def _version_key(v: str):
+    """Natural sort key: 'evalkit-1.10' > 'evalkit-1.9'."""
+    return [(0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.findall(r"\d+|\D+", v)]
+
+
+def _is_finite(x) -> bool:
+    return x is not None and not math.isnan(x) and not math.isinf(x)
+
+
+def _canonical_protocol(subs: list[Submission], decl: BenchmarkDecl | None) -> tuple[str, str]:
+    if decl is not None:
+        return decl.protocol_version, decl.protocol_hash
+    gt = {(s.protocol_version, s.protocol_hash) for s in subs if s.kind == "ground-truth"}
+    if len(gt) == 1:
+        return next(iter(gt))
+    counts = Counter((s.protocol_version, s.protocol_hash) for s in subs)
+    return max(counts, key=lambda k: (counts[k], _version_key(k[0]), k[1]))
+
+
+def _canonical_weights(subs: list[Submission], decl: BenchmarkDecl | None) -> dict[str, tuple[str | None, bool]]:
+    out = dict(decl.weights) if decl is not None else {}
+    keys = sorted({k for s in subs for k, m in s.metrics.items() if m.computed})
+    for key in keys:
+        if key in out:
+            continue
+        gt = {s.metrics[key].signature for s in subs
+              if s.kind == "ground-truth" and key in s.metrics and s.metrics[key].computed}
+        if len(gt) == 1:
+            out[key] = next(iter(gt))
+            continue
+        counts = Counter(s.metrics[key].signature for s in subs if key in s.metrics and s.metrics[key].computed)
+        # most common; then calibrated before uncalibrated; then the smallest sha for determinism
+        out[key] = max(counts, key=lambda sig: (counts[sig], sig[1], tuple(-ord(c) for c in (sig[0] or ""))))
+    return out
+
+
+def _short(sha: str | None) -> str:
+    return "none" if sha is None else sha[:12] + "…"
+
+
+def _label(key: str) -> str:
+    return next((c.label for c in ALL_COLUMNS if c.key == key), key)
+
+
+def mismatch(sub: Submission, protocol: tuple[str, str], weights: dict) -> tuple[tuple, str]:
+    """(grouping key, human reason) of how ``sub`` differs from the benchmark protocol; ((), '') if not."""
+    key, reasons = [], []
+    if sub.protocol_version != protocol[0]:
+        key.append(("protocol_version", sub.protocol_version))
+        reasons.append(f"protocol version {sub.protocol_version} (benchmark: {protocol[0]})")
+    if sub.protocol_hash != protocol[1]:
+        key.append(("protocol_hash", sub.protocol_hash))
+        reasons.append(f"protocol hash {_short(sub.protocol_hash)} (benchmark: {_short(protocol[1])})")
+    for mkey in sorted(sub.metrics):
+        m = sub.metrics[mkey]
+        want = weights.get(mkey)
+        if not m.computed or want is None or m.signature == want:
+            continue
+        key.append((mkey, m.signature))
+        if m.weights_sha256 != want[0]:
+            reasons.append(f"{_label(mkey)} weights {_short(m.weights_sha256)} (benchmark: {_short(want[0])})")
+        if m.calibrated != want[1]:
+            cal = "uncalibrated" if not m.calibrated else "calibrated"
+            reasons.append(f"{_label(mkey)} {cal} (benchmark: {'calibrated' if want[1] else 'uncalibrated'})")
+    return tuple(key), "; ".join(reasons)
+
+
+def rank_rows(rows: list[Row]) -> None:
+    """Competition ranks (1, 2, 2, 4) per column among ranked rows with a finite value; best = rank 1."""
+    for col in COLUMNS:
+        vals = [(r.sub.metrics[col.key].value, r) for r in rows
+                if r.ranked and col.key in r.sub.metrics and _is_finite(r.sub.metrics[col.key].value)]
+        vals.sort(key=lambda vr: -vr[0] if col.higher_is_better else vr[0])
+        prev, prev_rank = None, 0
+        for i, (v, r) in enumerate(vals):
+            rank = prev_rank if v == prev else i + 1
+            r.ranks[col.key] = rank
+            if rank == 1:
+                r.best.add(col.key)
+            prev, prev_rank = v, rank
+    for r in rows:
+        r.mean_rank = sum(r.ranks.values()) / len(r.ranks) if r.ranks else None
+
+
+def _sort_rows(rows: list[Row]) -> list[Row]:
+    def key(r: Row):
+        gt = 0 if r.sub.kind == "ground-truth" else 1
+        mr = r.mean_rank if r.mean_rank is not None else math.inf
+        return (gt, mr, KIND_ORDER.get(r.sub.kind, 9), r.sub.name.casefold(), r.sub.name, r.sub.path)
+    return sorted(rows, key=key)
+
+
+def _table(subs: list[Submission], ranked: bool, reason: str | None, protocol: tuple[str, str]) -> Table:
+    rows = [Row(s) for s in subs]
+    if ranked:
+        rank_rows(rows)
+    weights = {}
+    for s in subs:
+        for k, m in s.metrics.items():
+            if m.computed:
+                weights.setdefault(k, m.signature)
+    uncal = {k for k, (_, cal) in weights.items() if not cal}
+    if not ranked and subs:
+        protocol = (subs[0].protocol_version, subs[0].protocol_hash)
+    return Table(ranked, reason, _sort_rows(rows), protocol[0], protocol[1], weights, uncal)
+
+
+def build_benchmarks(collection: Collection) -> list[Benchmark]:
+    """Benchmarks sorted by (name, reference shards, mode), each with its ranked and unranked tables.
+
+    The benchmark protocol is fixed per (reference shards, mode): evalkit's protocol hash covers the metrics
+    a mode computes, so reconstruction and cross runs of the same shards have different hashes.
+    """
+    groups: dict[tuple[str, str], list[Submission]] = {}
+    for s in collection.submissions:
+        groups.setdefault((s.reference_shards_sha256, s.mode), []).append(s)
+    out = []
+    for (sha, mode), subs in groups.items():
+        decl = collection.declaration(sha, mode)
+        protocol = _canonical_protocol(subs, decl)
+        in_protocol = [s for s in subs if (s.protocol_version, s.protocol_hash) == protocol]
+        weights = _canonical_weights(in_protocol or subs, decl)
+        if decl is not None and decl.name:
+            name = decl.name
+        else:
+            all_names = Counter(s.benchmark_name for s in collection.submissions
+                                if s.reference_shards_sha256 == sha and s.benchmark_name)
+            name = min(all_names, key=lambda n: (-all_names[n], n)) if all_names else ""
+        ranked, mismatched = [], {}
+        for s in sorted(subs, key=lambda s: s.path):
+            key, reason = mismatch(s, protocol, weights)
+            if key:
+                mismatched.setdefault(key, (reason, []))[1].append(s)
+            else:
+                ranked.append(s)
+        unranked = [_table(members, False, reason, protocol) for reason, members in mismatched.values()]
+        unranked.sort(key=lambda t: (t.reason, t.rows[0].sub.path))
+        out.append(Benchmark(name=name, reference_shards_sha256=sha, mode=mode, declared=decl is not None,
+                             protocol_version=protocol[0], protocol_hash=protocol[1], weights=weights,
+                             ranked=_table(ranked, True, None, protocol), unranked=unranked))
+    out.sort(key=lambda b: (b.name.casefold(), b.name, b.reference_shards_sha256, b.mode))
+    return out
+
+
+# ---------------------------------------------------------------- number formatting (shared by renderers)
+
+def fmt_value(v: float | None, decimals: int) -> str:
+    if v is None or math.isnan(v):
+        return "—"
+    if math.isinf(v):
+        return "∞" if v > 0 else "−∞"
+    return f"{v:.{decimals}f}"
+
+
+def fmt_metric(sub: Submission, col: Column) -> str:
+    """'31.20 ± 0.30', '31.20' without stderr, '—' when not computed."""
+    m = sub.metrics.get(col.key)
+    if m is None or not m.computed:
+        return "—"
+    s = fmt_value(m.value, col.decimals)
+    if _is_finite(m.stderr) and _is_finite(m.value):
+        s += f" ± {m.stderr:.{col.decimals}f}"
+    return s
+
+
+def fmt_counts(sub: Submission) -> str:
+    sc = "?" if sub.n_scored is None else str(sub.n_scored)
+    sk = "?" if sub.n_skipped is None else str(sub.n_skipped)
+    return f"{sc} / {sk}"
+
+
+def skipped_reason(sub: Submission, col: Column) -> str | None:
+    m = sub.metrics.get(col.key)
+    if m is None:
+        return "not reported"
+    return None if m.computed else (m.skipped_reason or "not computed")
+
+
+def weights_line(bench_weights: dict[str, tuple[str | None, bool]]) -> list[str]:
+    """'FID: weights abc…, uncalibrated' for each metric that has weights or is uncalibrated."""
+    out = []
+    for key in sorted(bench_weights, key=lambda k: ([c.key for c in ALL_COLUMNS] + [k]).index(k)):
+        sha, cal = bench_weights[key]
+        if sha is None and cal:
+            continue
+        parts = [f"weights {sha}" if sha else "no weights hash"]
+        if not cal:
+            parts.append("UNCALIBRATED")
+        out.append(f"{_label(key)}: {', '.join(parts)}")
+    return out
