@@ -15,9 +15,6 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
 from . import media
 from .config import PrepConfig
 from .errors import NoAudioStream, TalkbenchError
@@ -25,8 +22,8 @@ from .inputs import InputItem, collect_inputs
 from .pipeline import (WorkDir, commit_failure, failure_record, finalize_long_clip, process_clip,
                        safe_segment, segment_bounds, source_stat)
 from .schema import SCHEMA_VERSION
-from .shards import (MANIFEST, atomic_write_json, read_manifest, rows_to_table, write_shard_set,
-                     write_table_atomic)
+from .shards import (MANIFEST, atomic_write_json, iter_parquet_tables, read_manifest, rows_to_table,
+                     write_shard_set, write_table_atomic)
 
 log = logging.getLogger(__name__)
 
@@ -234,9 +231,9 @@ def write_outputs(out: Path, work: WorkDir, items: list[InputItem], failures: li
             ok.append((it, d))
     ok.sort(key=lambda x: x[0].clip_id)
 
-    def tables(kind):
+    def tables(kind):  # streamed in small pieces: a 2-hour clip's part never sits in memory whole
         for it, _ in ok:
-            yield pq.read_table(work.part(it.key, kind))
+            yield from iter_parquet_tables(work.part(it.key, kind))
 
     total_frames = sum(d["num_frames"] for _, d in ok)
     clips = write_shard_set(tables("clips"), out / "clips", "clips", len(ok), cfg.clips_per_shard)

@@ -23,7 +23,8 @@ from . import media, qa
 from .config import PrepConfig
 from .errors import FaceError, MediaError, TalkbenchError, TooShort
 from .inputs import InputItem
-from .shards import atomic_write_json, encode_crop, rows_to_table, sha256_file, write_table_atomic
+from .shards import (atomic_write_json, encode_crop, rows_to_table, sha256_file, write_table_atomic,
+                     write_tables_atomic)
 
 log = logging.getLogger(__name__)
 
@@ -120,26 +121,35 @@ def process_segment(item: dict, start: int, stop: int | None, config: dict, work
 
 # ---------------------------------------------------------------- finalise
 
-def _fit_3dmm(table: pa.Table, width: int, height: int, cfg: PrepConfig) -> tuple[pa.Table, float]:
+def _fit_3dmm(landmarks: list, width: int, height: int) -> tuple[dict | None, float]:
+    """One 3DMM fit over the whole clip (one identity); per-frame columns, or None when no landmarks."""
     from .threedmm import fit_clip
 
-    lms = table.column("landmarks_src").to_pylist()
-    valid = np.array([v is not None for v in lms])
+    valid = np.array([v is not None for v in landmarks])
     if not valid.any():
-        return table, float("nan")
+        return None, float("nan")
     arr = np.stack([np.asarray(v, np.float32).reshape(68, 2) if v is not None else np.zeros((68, 2), np.float32)
-                    for v in lms])
+                    for v in landmarks])
     fit = fit_clip(arr, valid, (width, height))
-    T = len(lms)
-    pose = [fit["mm_pose"][i].tolist() if valid[i] else None for i in range(T)]
-    exp = [fit["mm_exp"][i].tolist() if valid[i] else None for i in range(T)]
-    ident = [np.asarray(fit["mm_id"]).tolist() if valid[i] else None for i in range(T)]
-    resid = [float(fit["residual"][i]) if valid[i] else None for i in range(T)]
+    ident = np.asarray(fit["mm_id"]).tolist()
+    cols = {"mm_pose": [], "mm_id": [], "mm_exp": [], "mm_residual": []}
+    for i in range(len(landmarks)):
+        ok = bool(valid[i])
+        cols["mm_pose"].append(fit["mm_pose"][i].tolist() if ok else None)
+        cols["mm_id"].append(ident if ok else None)
+        cols["mm_exp"].append(fit["mm_exp"][i].tolist() if ok else None)
+        cols["mm_residual"].append(float(fit["residual"][i]) if ok else None)
+    return cols, float(np.mean(np.asarray(fit["residual"])[valid]))
+
+
+def _with_columns(table: pa.Table, cols: dict, offset: int) -> pa.Table:
+    """Fill per-frame columns (clip-indexed lists) into a segment table starting at frame ``offset``."""
     schema = table.schema
-    for name, vals in (("mm_pose", pose), ("mm_id", ident), ("mm_exp", exp), ("mm_residual", resid)):
-        table = table.set_column(schema.get_field_index(name), schema.field(name),
-                                 pa.array(vals, type=schema.field(name).type))
-    return table, float(np.mean(np.asarray(fit["residual"])[valid]))
+    for name, vals in cols.items():
+        i = schema.get_field_index(name)
+        table = table.set_column(i, schema.field(name),
+                                 pa.array(vals[offset:offset + table.num_rows], type=schema.field(name).type))
+    return table
 
 
 def _merge_summaries(summaries: list[dict]) -> dict:
@@ -159,29 +169,42 @@ def _merge_summaries(summaries: list[dict]) -> dict:
 
 
 def finalize_clip(item: dict, segments: list[dict], config: dict, work_root: str, src_info: dict) -> dict:
-    """Audio features + 3DMM + QA for a clip whose segments are done; write parts, then the done marker."""
+    """Audio features + 3DMM + QA for a clip whose segments are done; write parts, then the done marker.
+
+    Memory stays bounded for long videos: only the landmark column of all segments is held at once;
+    frame rows (with their crops) are streamed segment by segment into the clip's part file.
+    """
     _limit_threads()
     it, cfg, work = InputItem.from_dict(item), PrepConfig.from_dict(config), WorkDir(work_root)
     segments = sorted(segments, key=lambda s: s["index"])
-    tables = [s.pop("table") if "table" in s else pq.read_table(work.segment(it.key, s["index"]))
-              for s in segments]
-    frames = pa.concat_tables(tables) if tables else rows_to_table([], "frames")
-    num_frames = frames.num_rows
-    expected = list(range(num_frames))
-    if frames.column("frame_index").to_pylist() != expected:
+    in_memory = {s["index"]: s.pop("table") for s in segments if "table" in s}
+
+    def segment_tables(columns=None):
+        for s in segments:
+            t = in_memory.get(s["index"])
+            yield t.select(columns) if t is not None and columns else (
+                t if t is not None else pq.read_table(work.segment(it.key, s["index"]), columns=columns))
+
+    index, landmarks, found = [], [], 0
+    for t in segment_tables(["frame_index", "landmarks_src", "face_found"]):
+        index += t.column("frame_index").to_pylist()
+        landmarks += t.column("landmarks_src").to_pylist()
+        found += int(pa.compute.sum(t.column("face_found").cast(pa.int32())).as_py() or 0)
+    num_frames = len(index)
+    if index != list(range(num_frames)):
         raise RuntimeError(f"{it.clip_id}: segment frame indices are not contiguous")
     if num_frames < cfg.min_frames:
         raise TooShort(it.source_path, f"{num_frames} frame(s) at 25 fps; at least {cfg.min_frames} needed")
     face = _merge_summaries(segments)
-    if face["face_fraction"] == 0 or not pa.compute.any(frames.column("face_found")).as_py():
+    if found == 0:
         raise FaceError(it.clip_id, "no face found in any frame")
     wav = media.read_audio(it.source_path, num_frames)
     mel = audio_features.melspectrogram(wav)
     mfcc = audio_features.mfcc(wav)
-    residual = float("nan")
     fc = cfg.face_config()
-    if getattr(fc, "fit_3dmm", True):
-        frames, residual = _fit_3dmm(frames, src_info["width"], src_info["height"], cfg)
+    mm_cols, residual = (_fit_3dmm(landmarks, src_info["width"], src_info["height"])
+                         if getattr(fc, "fit_3dmm", True) else (None, float("nan")))
+    del landmarks
     measures = {
         "qa_face_fraction": face["face_fraction"], "qa_face_size": face["face_size"],
         "qa_num_faces": face["num_faces_max"], "qa_jitter": face["jitter"],
@@ -199,7 +222,14 @@ def finalize_clip(item: dict, segments: list[dict], config: dict, work_root: str
         "crop_size": int(fc.crop_size), "main_track": face["main_track"], **measures,
         "qa_flags": flags, "qa_pass": passed,
     }
-    write_table_atomic(frames, work.part(it.key, "frames"), "frames")
+
+    def filled():
+        offset = 0
+        for t in segment_tables():
+            yield _with_columns(t, mm_cols, offset) if mm_cols else t
+            offset += t.num_rows
+
+    write_tables_atomic(filled(), work.part(it.key, "frames"), "frames")
     write_table_atomic(rows_to_table([clip_row], "clips"), work.part(it.key, "clips"), "clips")
     done = {"status": "ok", "clip_id": it.clip_id, "source_path": it.source_path, "source_sha256": sha,
             "source_stat": source_stat(it.source_path), "num_frames": num_frames, "qa_pass": passed}

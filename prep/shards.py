@@ -80,6 +80,36 @@ def write_table_atomic(table: pa.Table, path, kind: str) -> None:
     atomic_write_bytes(path, table_to_parquet_bytes(table, kind))
 
 
+def write_tables_atomic(tables: Iterable[pa.Table], path, kind: str) -> int:
+    """Stream tables into one Parquet file (temp + rename), one table in memory at a time. Returns rows."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    rows = 0
+    try:
+        with pq.ParquetWriter(tmp, SCHEMAS[kind], compression=COMPRESSION, compression_level=COMPRESSION_LEVEL,
+                              use_dictionary=False, write_statistics=True, store_schema=True) as w:
+            for t in tables:
+                w.write_table(t.replace_schema_metadata(None), row_group_size=ROW_GROUP_ROWS.get(kind, 256))
+                rows += t.num_rows
+        os.chmod(tmp, _FILE_MODE)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return rows
+
+
+def iter_parquet_tables(path, batch_rows: int = 1024) -> Iterator[pa.Table]:
+    """A Parquet file as a stream of small tables (row order kept)."""
+    pf = pq.ParquetFile(path)
+    for batch in pf.iter_batches(batch_size=batch_rows):
+        yield pa.Table.from_batches([batch])
+
+
 def rows_to_table(rows: list[dict], kind: str) -> pa.Table:
     """Build a table of ``kind`` from dict rows; numpy arrays are flattened into the list columns."""
     schema = SCHEMAS[kind]
@@ -115,7 +145,8 @@ def write_shard_set(tables: Iterable[pa.Table], out_dir, kind: str, total_rows: 
 
     def flush(tabs):
         nonlocal i
-        t = pa.concat_tables(tabs) if tabs else empty_table(kind)
+        # one contiguous chunk per column: the bytes must not depend on how the input was sliced
+        t = pa.concat_tables(tabs).combine_chunks() if tabs else empty_table(kind)
         path = out_dir / shard_name(kind, i, n)
         data = table_to_parquet_bytes(t, kind)
         atomic_write_bytes(path, data)
