@@ -174,6 +174,8 @@ def finalize_clip(item: dict, segments: list[dict], config: dict, work_root: str
     Memory stays bounded for long videos: only the landmark column of all segments is held at once;
     frame rows (with their crops) are streamed segment by segment into the clip's part file.
     """
+    from .faces.pipeline import clip_checks
+
     _limit_threads()
     it, cfg, work = InputItem.from_dict(item), PrepConfig.from_dict(config), WorkDir(work_root)
     segments = sorted(segments, key=lambda s: s["index"])
@@ -196,8 +198,9 @@ def finalize_clip(item: dict, segments: list[dict], config: dict, work_root: str
     if num_frames < cfg.min_frames:
         raise TooShort(it.source_path, f"{num_frames} frame(s) at 25 fps; at least {cfg.min_frames} needed")
     face = _merge_summaries(segments)
+    face["num_frames"], face["face_fraction"] = num_frames, found / num_frames
     if found == 0:
-        raise FaceError(it.clip_id, "no face found in any frame")
+        raise FaceError(it.clip_id, f"no face found in any of {num_frames} frames")
     wav = media.read_audio(it.source_path, num_frames)
     mel = audio_features.melspectrogram(wav)
     mfcc = audio_features.mfcc(wav)
@@ -211,7 +214,9 @@ def finalize_clip(item: dict, segments: list[dict], config: dict, work_root: str
         "qa_blur": float(np.median(face["blur"])) if face["blur"] else float("nan"),
         "qa_loudness_db": qa.loudness_db(wav), "qa_fit_residual": residual,
     }
+    face_flags = clip_checks(dict(face, **({"fit_residual": residual} if mm_cols else {})), fc, it.clip_id)
     flags, passed = qa.apply_filters(measures, cfg.filters)
+    flags, passed = face_flags + flags, passed and not face_flags
     sha = sha256_file(it.source_path)
     clip_row = {
         "clip_id": it.clip_id, "source_path": it.source_path, "source_sha256": sha, "split": it.split,

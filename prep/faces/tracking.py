@@ -1,0 +1,335 @@
+"""Causal face tracking: detect sometimes, follow the landmarks in between, crop every frame.
+
+Per frame (in order; chunks must be consecutive):
+
+1. **Detect** only when due: a full-frame scan when there is no track and every ``full_detect_every``
+   frames (this also counts the faces in view); otherwise every ``detect_every`` frames a scan of a
+   window around the tracked face, at the scale its size calls for. A detection continues the track
+   when its IoU with the predicted box is >= ``iou_threshold``. After more than
+   ``max_missed_detections`` consecutive misses the track is dropped; until then it coasts on its
+   landmarks (e.g. through a turned head HOG cannot see).
+2. **Predict** the box from the previous frame's landmarks (see :class:`_Track`): position from the
+   landmarks, size and offset from the detector (blended over matched detections), so the landmark
+   model always gets a box with the detector's geometry. A matched detection with IoU below
+   ``reanchor_iou`` means drift: that frame's landmarks restart from the detector box.
+3. **Landmarks** from the box, then checks: a face-scale jump > ``max_scale_change`` (log), a centre
+   jump of more than half the face or a centre outside the frame ends the track; an aligned 32x32 grey
+   crop that correlates (NCC) less than ``verify_ncc`` with the previous frame's (scene cut, occlusion,
+   face gone) must be confirmed by a detection on the spot. A track that ends triggers a full scan on
+   the same frame.
+4. **Smooth** (one-euro, causal): the crop placement (centre, size, angle of the template similarity)
+   and, more lightly, the landmarks. Filters restart with every new track.
+5. **Crop** with the smoothed similarity.
+
+Frames without a face keep their row (``face_found=False``, no box/landmarks); their ``affine`` and
+``crop`` hold the last face's placement (or, before any face, the centred square of the frame's short
+side), so every row decodes to a crop. The main track is the largest (or most central) face when a
+track is (re)acquired and stays the main track while IoU association keeps it; ``num_faces`` is the
+count of the latest full-frame scan (at least 1 while a face is tracked).
+"""
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+
+from . import align
+from .config import FaceConfig
+from .smoothing import OneEuroFilter
+
+log = logging.getLogger(__name__)
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of boxes ``a`` (n, >=4) against one box ``b`` (>=4,) -> (n,)."""
+    a = np.atleast_2d(np.asarray(a, np.float64))
+    ix = np.clip(np.minimum(a[:, 2], b[2]) - np.maximum(a[:, 0], b[0]), 0, None)
+    iy = np.clip(np.minimum(a[:, 3], b[3]) - np.maximum(a[:, 1], b[1]), 0, None)
+    inter = ix * iy
+    union = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / np.maximum(union, 1e-9)
+
+
+def _scale(affine: np.ndarray) -> float:
+    return float(np.hypot(affine[0, 0], affine[1, 0]))
+
+
+class _Track:
+    """The main face being followed.
+
+    Its box has the detector's geometry: the side is the detector's (blended over matched detections),
+    the centre is the detector box centre expressed in the aligned-crop frame of the face, mapped back
+    through each frame's alignment. The landmarks thus steer the box's position every frame, but never
+    its size: landmark sets that shrink on a turned face would otherwise shrink the next box, and so on.
+    """
+
+    def __init__(self, start: int):
+        self.start = start
+        self.last_detect = start
+        self.misses = 0
+        self.rel_c = None  # detector box centre in crop px of the face's alignment
+        self.side = None  # detector box side, source px
+        self.affine = None  # raw alignment of the last landmarks
+        self.appearance = None  # small grey aligned crop of the last frame
+
+    def anchor(self, lms: np.ndarray, box: np.ndarray, crop_size: int, weight: float = 1.0) -> None:
+        """Blend a detector box (seen with landmarks ``lms``) into the box relation."""
+        a = align.similarity_from_landmarks(lms, crop_size)
+        c = align.apply_affine(a, [(box[0] + box[2]) / 2.0, (box[1] + box[3]) / 2.0])
+        side = (box[2] - box[0] + box[3] - box[1]) / 2.0
+        if self.rel_c is None or weight >= 1.0:
+            self.rel_c, self.side = c, side
+        else:
+            self.rel_c = (1 - weight) * self.rel_c + weight * c
+            self.side = (1 - weight) * self.side + weight * side
+
+    def box_from(self, affine: np.ndarray) -> np.ndarray:
+        """The detector-convention box of the face aligned by ``affine`` (source px)."""
+        c = align.apply_affine(align.invert_affine(affine), self.rel_c)
+        half = self.side / 2.0
+        return np.array([c[0] - half, c[1] - half, c[0] + half, c[1] + half])
+
+    def predicted_box(self) -> np.ndarray:
+        return self.box_from(self.affine)
+
+
+APPEARANCE_SIZE = 32
+
+
+def appearance(img: np.ndarray, lms: np.ndarray) -> np.ndarray:
+    """A 32x32 grey aligned crop, zero-mean and unit-norm (for normalised cross-correlation)."""
+    a = align.similarity_from_landmarks(lms, APPEARANCE_SIZE)
+    gray = img if img.ndim == 2 else img.mean(-1).astype(np.uint8)
+    x = align.warp_crop(gray, a, APPEARANCE_SIZE).astype(np.float64)
+    x -= x.mean()
+    n = np.linalg.norm(x)
+    return x / n if n > 1e-6 else np.zeros_like(x)
+
+
+class FaceTracker:
+    """Stateful, causal face processing of one clip, fed chunk by chunk (see the module docstring).
+
+    ``process(chunk)`` returns one row per frame with the ``prep.schema.FRAMES_SCHEMA`` face columns
+    (``crop`` as an (S, S, 3) uint8 array); ``summary()`` the clip-level numbers. Feeding the clip in
+    any chunking gives identical rows and summary.
+    """
+
+    def __init__(self, config: FaceConfig | None = None, backend=None):
+        self.config = config or FaceConfig()
+        if backend is None:
+            from .backends import get_backend
+
+            kw = ({"detector": self.config.detector, "score_threshold": self.config.score_threshold}
+                  if self.config.backend == "dlib" else {})
+            backend = get_backend(self.config.backend, **kw)
+        self.backend = backend
+        c = self.config
+        self._f_centre = OneEuroFilter(c.pose_min_cutoff, c.pose_beta, c.d_cutoff)
+        self._f_shape = OneEuroFilter(c.pose_min_cutoff, c.pose_beta, c.d_cutoff)
+        self._f_lms = OneEuroFilter(c.landmark_min_cutoff, c.landmark_beta, c.d_cutoff)
+        self._track: _Track | None = None
+        self._next: int | None = None
+        self._hw: tuple[int, int] | None = None
+        self._last_full = -10 ** 9
+        self._num_faces = 0
+        self._held_affine = None
+        # clip statistics
+        self._n = 0
+        self._found = 0
+        self._sides: list[float] = []
+        self._num_faces_max = 0
+        self._tracks = 0
+        self._n_full = 0
+        self._n_roi = 0
+        self._prev = None  # (raw crop landmarks, smoothed crop landmarks) of the previous frame
+        self._jit = np.zeros(3)  # sum raw, sum smoothed, pairs
+
+    # ------------------------------------------------------------ detection
+
+    def _detect_full(self, img: np.ndarray, t: int) -> np.ndarray:
+        scale = self.config.detection_scale(img.shape[:2], self.backend.min_face_px)
+        dets = self.backend.detect([img], scale=scale)[0]
+        self._last_full = t
+        self._n_full += 1
+        self._num_faces = len(dets)
+        return dets
+
+    def _detect_roi(self, img: np.ndarray, box: np.ndarray) -> np.ndarray:
+        c = self.config
+        h, w = img.shape[:2]
+        side = max(box[2] - box[0], box[3] - box[1])
+        grow = c.roi_margin * side
+        x0, y0 = int(max(0, math.floor(box[0] - grow))), int(max(0, math.floor(box[1] - grow)))
+        x1, y1 = int(min(w, math.ceil(box[2] + grow))), int(min(h, math.ceil(box[3] + grow)))
+        self._n_roi += 1
+        if x1 - x0 < 8 or y1 - y0 < 8:
+            return np.zeros((0, 5))
+        scale = min(max(1.1 * self.backend.min_face_px / (c.roi_shrink * side), 0.05), c.max_upscale)
+        dets = self.backend.detect([np.ascontiguousarray(img[y0:y1, x0:x1])], scale=scale)[0]
+        dets[:, [0, 2]] += x0
+        dets[:, [1, 3]] += y0
+        return dets
+
+    def _choose(self, dets: np.ndarray) -> np.ndarray:
+        area = (dets[:, 2] - dets[:, 0]) * (dets[:, 3] - dets[:, 1])
+        if self.config.main_track == "largest":
+            return dets[int(np.argmax(area))]
+        h, w = self._hw
+        cx, cy = (dets[:, 0] + dets[:, 2]) / 2 - w / 2, (dets[:, 1] + dets[:, 3]) / 2 - h / 2
+        dist = np.hypot(cx, cy) / np.hypot(w, h)
+        return dets[int(np.lexsort((-area, np.round(dist, 3)))[0])]
+
+    # ------------------------------------------------------------ one frame
+
+    def _acquire(self, img: np.ndarray, dets: np.ndarray, t: int):
+        """Start a track on the main detection; returns its landmarks, or None without detections."""
+        if len(dets) == 0:
+            return None
+        box = self._choose(dets)
+        lms = self.backend.landmarks([img], box[None, :4])[0]
+        track = _Track(t)
+        track.anchor(lms, box, self.config.crop_size)
+        track.appearance = appearance(img, lms)
+        self._track = track
+        self._tracks += 1
+        for f in (self._f_centre, self._f_shape, self._f_lms):
+            f.reset()
+        self._prev = None
+        return lms
+
+    def _match(self, dets: np.ndarray, pred: np.ndarray):
+        """(detection, IoU) continuing the track, or (None, 0)."""
+        if len(dets) == 0:
+            return None, 0.0
+        iou = box_iou(dets[:, :4], pred)
+        best = int(np.argmax(iou))
+        return (dets[best], float(iou[best])) if iou[best] >= self.config.iou_threshold else (None, 0.0)
+
+    def _plausible(self, lms: np.ndarray, track: _Track) -> bool:
+        """Landmarks that continue the track: no face-scale jump, no centre jump, centre in frame."""
+        a = align.similarity_from_landmarks(lms, self.config.crop_size)
+        if abs(math.log(_scale(a) / _scale(track.affine))) > self.config.max_scale_change:
+            return False
+        centre = align.apply_affine(align.invert_affine(a), track.rel_c)
+        prev_centre = align.apply_affine(align.invert_affine(track.affine), track.rel_c)
+        h, w = self._hw
+        inside = 0 <= centre[0] < w and 0 <= centre[1] < h
+        return inside and float(np.hypot(*(centre - prev_centre))) <= 0.5 * track.side
+
+    def _face(self, img: np.ndarray, t: int):
+        """Raw landmarks of the main face in this frame (or None), updating the track."""
+        c = self.config
+        track = self._track
+        if track is None:
+            return self._acquire(img, self._detect_full(img, t), t)
+        pred = track.predicted_box()
+        full_done = detected = False
+        det, iou, dets = None, 0.0, None
+        if t - self._last_full >= c.full_detect_every or t - track.last_detect >= c.detect_every:
+            full_done = t - self._last_full >= c.full_detect_every
+            dets = self._detect_full(img, t) if full_done else self._detect_roi(img, pred)
+            det, iou = self._match(dets, pred)
+            detected = True
+            track.last_detect = t
+            track.misses = 0 if det is not None else track.misses + 1
+        drift = det is not None and iou < c.reanchor_iou  # restart landmarks from the detector box
+        lms = self.backend.landmarks([img], (det if drift else pred)[None, :4])[0]
+        ok = drift or self._plausible(lms, track)
+        app = appearance(img, lms)
+        if ok and det is None and float((app * track.appearance).sum()) < c.verify_ncc:
+            # the aligned face changed abruptly (cut, occlusion, face gone): confirm with a detection
+            if not detected:
+                det, iou = self._match(self._detect_roi(img, pred), pred)
+                track.last_detect = t
+            ok = det is not None
+        if ok and det is None and track.misses > c.max_missed_detections:
+            ok = False
+        if not ok:
+            self._track = None  # lost: the largest/central face of a full scan (if any) takes over
+            return self._acquire(img, dets if full_done else self._detect_full(img, t), t)
+        if det is not None:
+            track.misses = 0
+            track.anchor(lms, det, c.crop_size, 1.0 if drift else c.anchor_rate)
+        track.appearance = app
+        return lms
+
+    def _step(self, t: int, frame: np.ndarray) -> dict:
+        c = self.config
+        s = c.crop_size
+        img = self.backend.prepare(frame)
+        lms = self._face(img, t)
+        self._n += 1
+        if lms is None:
+            self._prev = None
+            if self._held_affine is None:
+                self._held_affine = align.default_affine(self._hw, s)
+            n = self._num_faces
+            self._num_faces_max = max(self._num_faces_max, n)
+            return {"frame_index": t, "face_found": False, "num_faces": n, "box": None, "landmarks": None,
+                    "landmarks_src": None, "affine": self._held_affine.astype(np.float32),
+                    "crop": align.warp_crop(frame, self._held_affine, s, c.border)}
+        track = self._track
+        raw = align.similarity_from_landmarks(lms, s)
+        track.affine = raw
+        if c.smoothing == "one_euro":
+            p = align.similarity_params(raw, s)
+            side = math.exp(p[2])
+            centre = self._f_centre(p[:2], scale=side)
+            shape = self._f_shape(p[2:], scale=1.0)
+            affine = align.affine_from_params(np.concatenate([centre, shape]), s)
+            lms_s = self._f_lms(lms, scale=side)
+        else:
+            affine, lms_s = raw, lms
+        box = track.box_from(affine)
+        lms_crop = align.apply_affine(affine, lms_s)
+        raw_crop = align.apply_affine(raw, lms)
+        if self._prev is not None:
+            self._jit += [np.linalg.norm(raw_crop - self._prev[0], axis=1).mean(),
+                          np.linalg.norm(lms_crop - self._prev[1], axis=1).mean(), 1]
+        self._prev = (raw_crop, lms_crop)
+        self._held_affine = affine
+        self._found += 1
+        self._sides.append(float((box[2] - box[0] + box[3] - box[1]) / 2))
+        n = max(self._num_faces, 1)
+        self._num_faces_max = max(self._num_faces_max, n)
+        return {"frame_index": t, "face_found": True, "num_faces": n, "box": box.astype(np.float32),
+                "landmarks": lms_crop.astype(np.float32), "landmarks_src": lms_s.astype(np.float32),
+                "affine": affine.astype(np.float32), "crop": align.warp_crop(frame, affine, s, c.border)}
+
+    # ------------------------------------------------------------ public
+
+    def process(self, chunk) -> list[dict]:
+        """Rows for the frames of one ``prep.media.FrameChunk`` (must follow the previous chunk)."""
+        frames = np.asarray(chunk.frames)
+        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+            raise ValueError(f"expected (n, H, W, 3) uint8 RGB frames, got {frames.shape} {frames.dtype}")
+        if self._next is not None and chunk.start != self._next:
+            raise ValueError(f"chunk starts at frame {chunk.start}, expected {self._next} (chunks must be consecutive)")
+        if self._hw is None:
+            self._hw = frames.shape[1:3]
+        elif frames.shape[1:3] != self._hw:
+            raise ValueError(f"frame size changed from {self._hw} to {frames.shape[1:3]}")
+        rows = [self._step(chunk.start + j, f) for j, f in enumerate(frames)]
+        self._next = chunk.start + len(frames)
+        return rows
+
+    def summary(self) -> dict:
+        """Clip-level numbers so far: see the keys; NaN where not measurable."""
+        pairs = self._jit[2]
+        return {
+            "main_track": self.config.main_track_rule(),
+            "num_frames": self._n,
+            "num_faces_max": int(self._num_faces_max),
+            "face_fraction": self._found / self._n if self._n else float("nan"),
+            "face_size": float(np.median(self._sides)) if self._sides else float("nan"),
+            "jitter": float(self._jit[1] / pairs) if pairs else float("nan"),
+            "jitter_raw": float(self._jit[0] / pairs) if pairs else float("nan"),
+            "tracks": self._tracks,
+            "full_detections": self._n_full,
+            "window_detections": self._n_roi,
+            "crop_size": self.config.crop_size,
+        }
+
+
+__all__ = ["FaceTracker", "box_iou"]
