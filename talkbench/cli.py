@@ -64,8 +64,7 @@ def configure_logging(verbose: int, quiet: bool) -> None:
     level = logging.WARNING if quiet else (logging.INFO if verbose <= 1 else logging.DEBUG)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
-    if verbose == 0 and not quiet:
-        logging.getLogger().setLevel(logging.INFO)
+    if verbose < 2:  # Dask and friends are chatty at INFO; -vv shows them
         for noisy in ("distributed", "bokeh", "tornado", "asyncio", "matplotlib", "PIL", "numba"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
 

@@ -100,7 +100,7 @@ def run_demo(out, *, n_identities: int = 3, clips_per_identity: int = 2, seconds
     results = out / "results"
     for name, (kind, sub_dir) in submissions.items():
         evaluate(shards, sub_dir, results / name, mode="reconstruction", n_workers=workers,
-                 allow_uncalibrated_fid=True, sync_expert=expert, clip_ids=test_ids,
+                 allow_uncalibrated_fid=True, sync_expert=expert, split="test",
                  submission_meta={"name": name, "model": name, "kind": kind,
                                   "notes": "talkbench demo (synthetic data)"})
     timings["eval"] = time.perf_counter() - t

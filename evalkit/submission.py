@@ -1,0 +1,224 @@
+"""Check a submission directory against the reference clips before anything is decoded in earnest.
+
+A submission is ``DIR/<clip_id>.mp4`` (``clip_id`` may contain ``/``) with video and audio. Every
+problem is reported per video as ``{"clip_id", "path", "reason", "code"}`` and never raises:
+
+- ``unknown_clip``: an .mp4 whose id is not a reference clip (counted as extra, not scored);
+- ``missing``: a reference clip without a file;
+- ``unsafe_path``: a clip id that would leave DIR (``..``, absolute, backslash) or a symlink whose
+  target is outside DIR (never followed);
+- ``unreadable`` / ``corrupt``: not a regular readable file, or not decodable media;
+- ``no_audio``: no audio stream;
+- ``resolution`` / ``duration`` / ``file_size``: outside the limits;
+- ``wrong_length``: frame count at 25 fps differs from the reference by more than the tolerance
+  (reconstruction mode) or is below the minimum (cross mode).
+
+A video at another frame rate is accepted and resampled to 25 fps by decoding (``resampled=True``).
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .protocol import SubmissionLimits
+
+log = logging.getLogger(__name__)
+
+EXTENSION = ".mp4"
+FPS = 25.0
+ASPECT_TOLERANCE = 0.01  # relative; another size with the same framing is rescaled, another framing is not
+
+
+@dataclass(frozen=True)
+class SubmissionVideo:
+    """An accepted submission video (``path`` is the resolved real path inside DIR)."""
+
+    clip_id: str
+    path: str
+    rel_path: str
+    num_frames: int  # at 25 fps
+    ref_num_frames: int
+    width: int
+    height: int
+    src_fps: float
+    resampled: bool
+    size_bytes: int
+    audio_sample_rate: int | None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _skip(clip_id, path, code: str, reason: str) -> dict:
+    return {"clip_id": clip_id, "path": path, "code": code, "reason": reason}
+
+
+def unsafe_clip_id(clip_id: str) -> str | None:
+    """Why ``clip_id`` cannot name a file inside DIR, or None when it can."""
+    if not isinstance(clip_id, str) or not clip_id:
+        return "empty clip id"
+    if "\x00" in clip_id or "\\" in clip_id:
+        return "clip id contains a NUL or backslash"
+    if clip_id.startswith("/"):
+        return "absolute clip id"
+    parts = clip_id.split("/")
+    if any(p in ("", ".", "..") for p in parts):
+        return "clip id has an empty, '.' or '..' path component (would leave the submission dir)"
+    return None
+
+
+def _inside(path: Path, root: Path) -> bool:
+    try:
+        path.relative_to(root)
+        return True
+    except ValueError:
+        return False
+
+
+def locate(root: Path, clip_id: str) -> tuple[Path | None, dict | None]:
+    """The real path of ``clip_id``'s file inside ``root`` (already resolved), or a skip record."""
+    rel = f"{clip_id}{EXTENSION}"
+    bad = unsafe_clip_id(clip_id)
+    if bad:
+        return None, _skip(clip_id, rel, "unsafe_path", bad)
+    candidate = root.joinpath(*clip_id.split("/")[:-1], clip_id.split("/")[-1] + EXTENSION)
+    if not os.path.lexists(candidate):
+        return None, _skip(clip_id, rel, "missing", "no submission file for this reference clip")
+    real = Path(os.path.realpath(candidate))
+    if not _inside(real, root):
+        return None, _skip(clip_id, rel, "unsafe_path",
+                           "path resolves outside the submission dir (symlink not followed)")
+    if not real.exists():
+        return None, _skip(clip_id, rel, "missing", "dangling symlink")
+    return real, None
+
+
+def _walk_mp4(root: Path) -> list[str]:
+    """Relative posix paths of every *.mp4 under root, without following symlinked directories."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames.sort()
+        for name in sorted(filenames):
+            if name.endswith(EXTENSION) and not name.startswith("."):
+                rel = Path(dirpath, name).relative_to(root)
+                found.append(rel.as_posix())
+    return found
+
+
+def _check_video(clip_id: str, rel: str, real: Path, ref_frames: int, mode: str,
+                 limits: SubmissionLimits, ref_size=None) -> tuple[SubmissionVideo | None, dict | None]:
+    from prep import media
+    from prep.errors import MediaError, NotAFile
+
+    try:
+        st = real.stat()
+        if not real.is_file():
+            return None, _skip(clip_id, rel, "unreadable", "not a regular file")
+        if st.st_size > limits.max_bytes:
+            return None, _skip(clip_id, rel, "file_size", f"{st.st_size} bytes > limit {limits.max_bytes}")
+        info = media.probe(real)
+    except NotAFile as e:
+        return None, _skip(clip_id, rel, "unreadable", e.reason)
+    except MediaError as e:
+        return None, _skip(clip_id, rel, "corrupt", e.reason)
+    except Exception as e:  # noqa: BLE001 - a hostile file must never crash validation
+        return None, _skip(clip_id, rel, "corrupt", f"cannot probe ({type(e).__name__}: {e})")
+    w, h = info.width, info.height
+    if min(w, h) < limits.min_side or max(w, h) > limits.max_side or w * h > limits.max_pixels:
+        return None, _skip(clip_id, rel, "resolution",
+                           f"{w}x{h} outside limits (sides {limits.min_side}..{limits.max_side}, "
+                           f"at most {limits.max_pixels} pixels)")
+    if ref_size and all(ref_size) and abs(w / h - ref_size[0] / ref_size[1]) > ASPECT_TOLERANCE * ref_size[0] / ref_size[1]:
+        return None, _skip(clip_id, rel, "resolution",
+                           f"{w}x{h} has another aspect ratio than the reference's {ref_size[0]}x{ref_size[1]} "
+                           "(the reference face geometry cannot be mapped onto it)")
+    if not (info.duration_s > 0) or info.duration_s > limits.max_duration_s:
+        return None, _skip(clip_id, rel, "duration",
+                           f"duration {info.duration_s:.2f}s outside (0, {limits.max_duration_s}] s")
+    if not info.has_audio:
+        return None, _skip(clip_id, rel, "no_audio", "no audio stream (submissions carry their audio)")
+    try:
+        n = media.count_frames(real, FPS)
+    except MediaError as e:
+        return None, _skip(clip_id, rel, "corrupt", e.reason)
+    except Exception as e:  # noqa: BLE001
+        return None, _skip(clip_id, rel, "corrupt", f"cannot read packets ({type(e).__name__}: {e})")
+    if n < limits.min_frames:
+        return None, _skip(clip_id, rel, "wrong_length", f"{n} frames at 25 fps < minimum {limits.min_frames}")
+    if mode == "reconstruction" and abs(n - ref_frames) > limits.length_tolerance:
+        return None, _skip(clip_id, rel, "wrong_length",
+                           f"{n} frames at 25 fps, reference has {ref_frames} (tolerance "
+                           f"±{limits.length_tolerance})")
+    resampled = abs(info.src_fps - FPS) > 0.01
+    if resampled:
+        log.info("%s: %.3f fps, resampled to 25 fps by decoding", clip_id, info.src_fps)
+    return SubmissionVideo(clip_id=clip_id, path=str(real), rel_path=rel, num_frames=int(n),
+                           ref_num_frames=int(ref_frames), width=int(w), height=int(h),
+                           src_fps=float(info.src_fps), resampled=resampled, size_bytes=int(st.st_size),
+                           audio_sample_rate=info.audio_sample_rate), None
+
+
+def reference_clip_info(reference_out, split: str | None = None) -> dict[str, dict]:
+    """``{clip_id: {"num_frames", "width", "height"}}`` of the reference prep output (one split, or all)."""
+    from prep.shards import read_clips
+
+    t = read_clips(reference_out, ["clip_id", "num_frames", "src_width", "src_height", "split"]).to_pylist()
+    return {r["clip_id"]: {"num_frames": int(r["num_frames"]), "width": r["src_width"], "height": r["src_height"]}
+            for r in t if split is None or r["split"] == split}
+
+
+def validate_submission(reference_out, submission_dir, mode: str = "reconstruction",
+                        limits: SubmissionLimits | None = None,
+                        reference_lengths: dict[str, int] | None = None, split: str | None = None,
+                        ) -> tuple[list[SubmissionVideo], list[dict]]:
+    """Accepted videos (sorted by clip id) and skip records ``{clip_id, path, code, reason}``.
+
+    Skip records of reference clips come first (sorted by clip id), then ``unknown_clip`` records.
+    ``len(accepted) + (skips that are not unknown_clip) == number of reference clips``.
+    ``reference_lengths`` (``{clip_id: frames}``) replaces reading the reference's clips table (then
+    the aspect-ratio check is skipped). ``split``: only reference clips of that split are expected
+    (videos of other clips count as ``unknown_clip``).
+    """
+    limits = limits or SubmissionLimits()
+    if mode not in ("reconstruction", "cross"):
+        raise ValueError(f"mode must be reconstruction or cross, got {mode!r}")
+    root = Path(os.path.realpath(submission_dir))
+    if not root.is_dir():
+        raise NotADirectoryError(f"{submission_dir}: submission dir does not exist or is not a directory")
+    if reference_lengths is not None:
+        info = {c: {"num_frames": n, "width": None, "height": None} for c, n in reference_lengths.items()}
+    else:
+        info = reference_clip_info(reference_out, split)
+        if split is not None and not info:
+            raise ValueError(f"{reference_out}: no reference clip has split {split!r}")
+    accepted, skipped = [], []
+    for clip_id in sorted(info):
+        real, skip = locate(root, clip_id)
+        if skip is None:
+            ref = info[clip_id]
+            video, skip = _check_video(clip_id, f"{clip_id}{EXTENSION}", real, ref["num_frames"], mode, limits,
+                                       (ref["width"], ref["height"]))
+            if video is not None:
+                accepted.append(video)
+        if skip is not None:
+            log.info("skip %s: %s", clip_id, skip["reason"])
+            skipped.append(skip)
+    for rel in _walk_mp4(root):
+        cid = rel[: -len(EXTENSION)]
+        if cid not in info:
+            skipped.append(_skip(cid, rel, "unknown_clip", "not a clip of the reference set (ignored)"))
+    return accepted, skipped
+
+
+def count_skips(skipped: list[dict]) -> dict[str, int]:
+    """``{code: count}`` over skip records, codes sorted."""
+    out: dict[str, int] = {}
+    for s in skipped:
+        out[s["code"]] = out.get(s["code"], 0) + 1
+    return dict(sorted(out.items()))
+
+
+__all__ = ["SubmissionVideo", "validate_submission", "locate", "unsafe_clip_id", "count_skips",
+           "reference_clip_info", "EXTENSION"]
