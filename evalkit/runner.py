@@ -113,12 +113,12 @@ def _random_inception_sha256(seed: int) -> str:
 
 
 def _resolve_inception(config: EvalConfig, inception_path) -> dict:
-    from talkbench.models import WeightsNotFound, resolve
+    from talkbench.models import WeightsMismatch, WeightsNotFound, resolve
 
     from .inception import load_inception
 
     try:
-        resolve("inception", path=inception_path)
+        resolve("inception", path=inception_path, check=False)
     except WeightsNotFound as e:
         if not config.allow_uncalibrated_fid:
             raise FIDWeightsMissing(
@@ -130,7 +130,11 @@ def _resolve_inception(config: EvalConfig, inception_path) -> dict:
         return {"path": None, "allow_random": True, "seed": config.inception_seed,
                 "sha256": _random_inception_sha256(config.inception_seed), "calibrated": False,
                 "source": f"random (seed {config.inception_seed}) - UNCALIBRATED"}
-    net = load_inception(inception_path)
+    try:  # an unofficial file is only accepted as an explicitly uncalibrated FID
+        net = load_inception(inception_path, require_official=not config.allow_uncalibrated_fid)
+    except WeightsMismatch as e:
+        raise FIDWeightsMissing(f"{e}. Use the official pt_inception-2015-12-05-6726825d.pth, or rerun with "
+                                "--allow-uncalibrated-fid to score with this file (labelled uncalibrated).") from e
     return {"path": net.weights_path, "allow_random": False, "seed": config.inception_seed,
             "sha256": net.weights_sha256, "calibrated": bool(net.calibrated), "source": "file"}
 
