@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 
@@ -32,7 +33,8 @@ class InputItem:
 
 
 def clip_id_for(path: Path, root: Path) -> str:
-    rel = Path(path).resolve().relative_to(Path(root).resolve())
+    # absolute, not resolved: a symlinked video keeps the name it has under the input root
+    rel = Path(os.path.abspath(path)).relative_to(os.path.abspath(root))
     return str(PurePosixPath(*rel.with_suffix("").parts))
 
 

@@ -23,6 +23,13 @@ def test_directory_scan_is_recursive_sorted_and_clip_ids_are_relative(tmp_path):
     assert all(Path(i.source_path).is_absolute() or Path(i.source_path).exists() for i in items)
 
 
+def test_symlinked_videos_keep_their_name_under_the_root(tmp_path):
+    touch(tmp_path, "store/real_name.mp4")
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "link.mp4").symlink_to(tmp_path / "store" / "real_name.mp4")
+    assert [i.clip_id for i in scan_directory(tmp_path / "in")] == ["link"]
+
+
 def test_csv_and_txt_lists(tmp_path):
     touch(tmp_path, "v/a.mp4", "v/b.mp4")
     (tmp_path / "list.csv").write_text("path,split,speaker\nv/a.mp4,train,s1\nv/b.mp4,test,s2\n")
