@@ -9,6 +9,7 @@ the 7 s source clip (the baseline). Bounded memory means the ratio stays near 1 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
@@ -72,7 +73,9 @@ def main() -> None:
     ap.add_argument("--clip", default=str(REPO.parent / "shared" / "data" / "videos" / "w2l_input4.mp4"))
     ap.add_argument("--minutes", type=float, default=3.0)
     ap.add_argument("--segment-frames", type=int, default=1500)
+    ap.add_argument("--bfm", default=str(REPO.parent / "shared" / "models" / "3ddfa_bfm"), help="3DMM basis folder")
     args = ap.parse_args()
+    os.environ.setdefault("TALKBENCH_3DDFA_DIR", args.bfm)
     tmp = Path(tempfile.mkdtemp(prefix="tb-mem-in-"))
     (tmp / "short").mkdir()
     (tmp / "long").mkdir()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -52,7 +53,9 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--json", help="write the numbers here too")
     ap.add_argument("--skip-baseline", action="store_true", help="skip the slow per-frame-detection run")
+    ap.add_argument("--bfm", default=str(REPO.parent / "shared" / "models" / "3ddfa_bfm"), help="3DMM basis folder")
     args = ap.parse_args()
+    os.environ.setdefault("TALKBENCH_3DDFA_DIR", args.bfm)
     paths = sorted(Path(args.clips).glob("*.mp4"))
     if not paths:
         sys.exit(f"no .mp4 clips in {args.clips}")

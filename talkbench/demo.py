@@ -37,6 +37,22 @@ def _ground_truth_submission(prep_out: Path, clip_ids: list[str], out_dir: Path)
     return out_dir
 
 
+def _prep_config():
+    """The default prep config; without the 3DMM basis (academic licence, not bundled) the 3DMM stage is
+    skipped, and the demo says so."""
+    from prep.config import PrepConfig
+    from prep.threedmm import bfm_paths
+    from talkbench.models import WeightsMismatch, WeightsNotFound
+
+    try:
+        bfm_paths()
+        return PrepConfig()
+    except (WeightsNotFound, WeightsMismatch) as e:
+        print(f"    3DMM basis not available ({str(e).splitlines()[0][:120]}...): skipping the 3DMM stage. "
+              "Set TALKBENCH_3DDFA_DIR or run `talkbench models fetch 3ddfa` to include it.", file=sys.stderr)
+        return PrepConfig(faces={"fit_3dmm": False})
+
+
 def run_demo(out, *, n_identities: int = 3, clips_per_identity: int = 2, seconds: float = 4.0,
              train_steps: int | None = None, seed: int = 0, workers: int | None = None,
              clean: bool = False) -> dict:
@@ -44,7 +60,6 @@ def run_demo(out, *, n_identities: int = 3, clips_per_identity: int = 2, seconds
     from data_cards import write_card
     from evalkit.runner import evaluate
     from leaderboard import build_leaderboard
-    from prep.config import PrepConfig
     from prep.job import run_prep
     from prep.shards import read_clips
     from refmodel.baselines import write_baseline
@@ -69,7 +84,7 @@ def run_demo(out, *, n_identities: int = 3, clips_per_identity: int = 2, seconds
     t = _stage("prep", 1)
     shards = out / "shards"
     listing = videos / "speakers.csv"
-    summary = run_prep(listing if listing.exists() else videos, shards, PrepConfig(), n_workers=workers)
+    summary = run_prep(listing if listing.exists() else videos, shards, _prep_config(), n_workers=workers)
     print(f"    {summary.line()}", file=sys.stderr)
     timings["prep"] = time.perf_counter() - t
     clips = read_clips(shards, ["clip_id", "split"]).to_pylist()
