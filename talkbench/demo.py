@@ -17,7 +17,11 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-STAGES = ("synthesize", "prep", "train", "sync-expert", "sample", "eval", "leaderboard", "card")
+STAGES = ("synthesize", "prep", "train", "sample", "eval", "leaderboard", "card")
+# the demo's training budget (steps of the diffusion model and of the sync expert trained before it):
+# enough for the losses to fall and the pipeline to be real, small enough for ~10 min on 2 cores
+DEMO_TRAIN_STEPS = 150
+DEMO_SYNC_STEPS = 150
 
 
 def _stage(name: str, i: int) -> float:
@@ -54,7 +58,7 @@ def _prep_config():
 
 
 def run_demo(out, *, n_identities: int = 3, clips_per_identity: int = 2, seconds: float = 4.0,
-             train_steps: int | None = None, seed: int = 0, workers: int | None = None,
+             train_steps: int | None = None, sync_steps: int | None = None, seed: int = 0, workers: int | None = None,
              clean: bool = False) -> dict:
     """Run every stage into ``out``; returns the paths a user should look at."""
     from data_cards import write_card
@@ -64,7 +68,6 @@ def run_demo(out, *, n_identities: int = 3, clips_per_identity: int = 2, seconds
     from prep.shards import read_clips
     from refmodel.baselines import write_baseline
     from refmodel.sample import sample_videos
-    from refmodel.sync_expert import train_sync_expert
     from refmodel.train import train
 
     from .demo_data import synthesize_dataset
@@ -90,15 +93,14 @@ def run_demo(out, *, n_identities: int = 3, clips_per_identity: int = 2, seconds
     clips = read_clips(shards, ["clip_id", "split"]).to_pylist()
     test_ids = sorted(c["clip_id"] for c in clips if c["split"] == "test") or sorted(c["clip_id"] for c in clips)[-2:]
 
-    t = _stage("train", 2)
-    ckpt = train(shards, out / "runs" / "tiny", config="tiny", steps=train_steps, seed=seed)
+    t = _stage("train", 2)  # the sync expert first (into the run dir), then the diffusion model
+    run = out / "runs" / "tiny"
+    ckpt = train(shards, run, config="tiny", steps=train_steps or DEMO_TRAIN_STEPS, seed=seed,
+                 overrides={"sync.steps": sync_steps or DEMO_SYNC_STEPS})
+    expert = run / "sync_expert.pt"
     timings["train"] = time.perf_counter() - t
 
-    t = _stage("sync-expert", 3)
-    expert = train_sync_expert(shards, out / "runs" / "sync_expert", seed=seed)
-    timings["sync-expert"] = time.perf_counter() - t
-
-    t = _stage("sample", 4)
+    t = _stage("sample", 3)
     subs = out / "submissions"
     submissions = {
         "ground-truth": ("ground-truth", _ground_truth_submission(shards, test_ids, subs / "ground-truth")),
@@ -111,7 +113,7 @@ def run_demo(out, *, n_identities: int = 3, clips_per_identity: int = 2, seconds
         write_baseline(name, shards, subs / name, clip_ids=test_ids)
     timings["sample"] = time.perf_counter() - t
 
-    t = _stage("eval", 5)
+    t = _stage("eval", 4)
     results = out / "results"
     for name, (kind, sub_dir) in submissions.items():
         evaluate(shards, sub_dir, results / name, mode="reconstruction", n_workers=workers,
@@ -120,12 +122,12 @@ def run_demo(out, *, n_identities: int = 3, clips_per_identity: int = 2, seconds
                                   "notes": "talkbench demo (synthetic data)"})
     timings["eval"] = time.perf_counter() - t
 
-    t = _stage("leaderboard", 6)
+    t = _stage("leaderboard", 5)
     site = out / "site"
     build_leaderboard(results, site)
     timings["leaderboard"] = time.perf_counter() - t
 
-    t = _stage("card", 7)
+    t = _stage("card", 6)
     card = write_card(shards)
     timings["card"] = time.perf_counter() - t
 
@@ -143,7 +145,8 @@ def register(sub) -> None:
     p.add_argument("--identities", type=int, default=3)
     p.add_argument("--clips-per-identity", type=int, default=2)
     p.add_argument("--seconds", type=float, default=4.0, help="length of each synthetic clip")
-    p.add_argument("--train-steps", type=int, help="override the tiny config's step budget")
+    p.add_argument("--train-steps", type=int, help=f"diffusion training steps (default {DEMO_TRAIN_STEPS})")
+    p.add_argument("--sync-steps", type=int, help=f"sync-expert training steps (default {DEMO_SYNC_STEPS})")
     p.add_argument("--workers", type=int, help="Dask workers (default: one per core)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--clean", action="store_true", help="delete OUT first")
@@ -153,7 +156,8 @@ def register(sub) -> None:
 def main(args) -> int:
     t0 = time.perf_counter()
     where = run_demo(args.out, n_identities=args.identities, clips_per_identity=args.clips_per_identity,
-                     seconds=args.seconds, train_steps=args.train_steps, seed=args.seed, workers=args.workers,
+                     seconds=args.seconds, train_steps=args.train_steps, sync_steps=args.sync_steps,
+                     seed=args.seed, workers=args.workers,
                      clean=args.clean)
     print(f"\ntalkbench demo finished in {time.perf_counter() - t0:.0f}s. Look at:")
     for k in ("site", "leaderboard_md", "card", "shards", "results"):
