@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from . import __version__
@@ -65,6 +66,8 @@ def configure_logging(verbose: int, quiet: bool) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
     if verbose < 2:  # Dask and friends are chatty at INFO; -vv shows them
+        # distributed configures its own loggers when imported (and in every worker): tell it via config
+        os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
         for noisy in ("distributed", "bokeh", "tornado", "asyncio", "matplotlib", "PIL", "numba"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
 
