@@ -1,0 +1,14 @@
+"""The reference lip-sync model: a Diff2Lip-style conditional diffusion model trained on talkbench shards.
+
+Modules (import what you need; nothing heavy is imported here):
+
+- ``refmodel.config``      named configurations (``tiny``, ``base``) as plain dataclasses
+- ``refmodel.data``        ``ShardFrameDataset``: a torch ``IterableDataset`` streaming straight from Parquet
+- ``refmodel.unet``        audio encoder + UNet with AdaGN (scale-shift) conditioning
+- ``refmodel.diffusion``   noise schedule, training losses, DDIM sampling of the masked lower face
+- ``refmodel.sync_expert`` contrastive lip/audio expert (training loss and in-domain sync score)
+- ``refmodel.train``       ``train(prep_out, run_dir, config=...)`` with exact resume
+- ``refmodel.sample``      ``sample_videos(...)``: submission videos (``<clip_id>.mp4``)
+- ``refmodel.baselines``   ``copy-reference`` and ``mean-fill`` submissions
+- ``refmodel.evaluate``    held-out masked-region PSNR / LMD / sync comparison used for acceptance
+"""

@@ -1,0 +1,130 @@
+"""Named configurations of the reference model. Plain dataclasses (no torch import), stored in checkpoints.
+
+``tiny`` trains on a CPU in minutes (used by tests and the demo); ``base`` is meant for one GPU.
+Expected training time of ``base`` (128×128, 60k steps at 16 windows × 5 frames): roughly 10–12 h on
+one A100/H100-class GPU (an estimate from its FLOP count, ~25 GFLOP per frame forward+backward; not
+measured here because no GPU was available to this task).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    image_size: int = 64  # side of the square face crop the model sees
+    base_channels: int = 24
+    channel_mult: tuple = (1, 2, 3, 4)
+    num_res_blocks: int = 1
+    attention_resolutions: tuple = (8,)  # feature-map sides with self-attention
+    audio_channels: int = 32  # width of the first audio-encoder conv
+    audio_dim: int = 128  # audio embedding size (added to the time embedding)
+    dropout: float = 0.0
+
+
+@dataclass(frozen=True)
+class DiffusionConfig:
+    timesteps: int = 1000
+    schedule: str = "cosine"  # cosine | linear
+    sample_steps: int = 10  # DDIM steps at sampling time
+
+
+@dataclass(frozen=True)
+class SyncConfig:
+    image_size: int = 64  # crops are resized to this; the expert looks at their lower half
+    window: int = 5  # frames per mouth window (paired with one 16-step mel window)
+    dim: int = 128  # embedding size
+    channels: int = 32
+    temperature: float = 0.07
+    max_offset: int = 15  # offsets (frames) searched for the clip-level sync offset
+    min_negative_offset: int = 2  # offset negatives are at least this far from the true alignment
+    num_offset_negatives: int = 8
+    batch_size: int = 64
+    steps: int = 600
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    name: str = "tiny"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    sync: SyncConfig = field(default_factory=SyncConfig)
+    window: int = 5  # consecutive frames per training sample (the sync loss needs 5)
+    batch_size: int = 4  # windows per step (batch_size * window frames)
+    steps: int = 1800
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    ema_decay: float = 0.995
+    l1_weight: float = 1.0  # L1 on the predicted x0 (masked region)
+    sync_weight: float = 0.05  # sync-expert loss on the predicted x0 (0 = no expert)
+    min_ref_gap: int = 5  # reference frame at least this many frames from every target frame
+    holdout_fraction: float = 0.2  # tail of every clip kept out of training (held-out frames)
+    shuffle_buffer: int = 512
+    num_workers: int = 0  # DataLoader workers
+    checkpoint_every: int = 250
+    log_every: int = 10
+    device: str = "auto"  # auto | cpu | cuda
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def with_overrides(self, overrides: dict | None) -> "TrainConfig":
+        """A copy with top-level or dotted (``"sync.steps"``) fields replaced."""
+        cfg = self
+        for key, value in (overrides or {}).items():
+            if "." in key:
+                part, sub = key.split(".", 1)
+                cfg = replace(cfg, **{part: replace(getattr(cfg, part), **{sub: value})})
+            else:
+                cfg = replace(cfg, **{key: value})
+        return cfg
+
+
+def from_dict(d: dict) -> TrainConfig:
+    """Rebuild a config stored in a checkpoint (lists back to tuples)."""
+    def build(cls, values):
+        kw = {}
+        for f in fields(cls):
+            if f.name not in values:
+                continue
+            v = values[f.name]
+            kw[f.name] = tuple(v) if isinstance(v, list) else v
+        return cls(**kw)
+
+    return TrainConfig(**{**{k: v for k, v in d.items() if k not in ("model", "diffusion", "sync")},
+                          "model": build(ModelConfig, d.get("model", {})),
+                          "diffusion": build(DiffusionConfig, d.get("diffusion", {})),
+                          "sync": build(SyncConfig, d.get("sync", {}))})
+
+
+CONFIGS: dict[str, TrainConfig] = {
+    "tiny": TrainConfig(),
+    "base": TrainConfig(
+        name="base",
+        model=ModelConfig(image_size=128, base_channels=96, channel_mult=(1, 2, 2, 3, 4), num_res_blocks=2,
+                          attention_resolutions=(16, 8), audio_channels=64, audio_dim=256, dropout=0.1),
+        diffusion=DiffusionConfig(timesteps=1000, schedule="cosine", sample_steps=25),
+        sync=SyncConfig(image_size=128, dim=256, channels=64, batch_size=128, steps=20000, lr=5e-4),
+        batch_size=16, steps=60000, lr=1e-4, ema_decay=0.9999, sync_weight=0.1, shuffle_buffer=4096,
+        num_workers=4, checkpoint_every=2000, log_every=50,
+    ),
+}
+
+
+def get_config(config: "str | TrainConfig | dict", overrides: dict | None = None) -> TrainConfig:
+    """A named config (``tiny``/``base``), a config object or a stored dict, with optional overrides."""
+    if isinstance(config, TrainConfig):
+        cfg = config
+    elif isinstance(config, dict):
+        cfg = from_dict(config)
+    elif config in CONFIGS:
+        cfg = CONFIGS[config]
+    else:
+        raise ValueError(f"unknown config {config!r}; choose one of {sorted(CONFIGS)}")
+    return cfg.with_overrides(overrides)
+
+
+__all__ = ["ModelConfig", "DiffusionConfig", "SyncConfig", "TrainConfig", "CONFIGS", "get_config", "from_dict"]
