@@ -335,7 +335,7 @@ def write_video(path, frames, audio: np.ndarray | None = None, fps: float = FPS,
                 as_ = out.add_stream(audio_codec, rate=sample_rate)
                 as_.layout = "mono"
             first = True
-            for img in frames:
+            for index, img in enumerate(frames):
                 img = np.ascontiguousarray(img, dtype=np.uint8)
                 h, w = img.shape[:2]
                 if h % 2 or w % 2:
@@ -343,7 +343,9 @@ def write_video(path, frames, audio: np.ndarray | None = None, fps: float = FPS,
                 if first:
                     vs.height, vs.width = img.shape[:2]
                     first = False
-                for pkt in vs.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                vf = av.VideoFrame.from_ndarray(img, format="rgb24")
+                vf.pts, vf.time_base = index, Fraction(1, 1) / rate  # explicit timestamps: nothing implicit
+                for pkt in vs.encode(vf):
                     out.mux(pkt)
             if first:
                 raise ValueError(f"{path}: no frames to write")
