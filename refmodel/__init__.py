@@ -9,6 +9,9 @@ Modules (import what you need; nothing heavy is imported here):
 - ``refmodel.sync_expert`` contrastive lip/audio expert (training loss and in-domain sync score)
 - ``refmodel.train``       ``train(prep_out, run_dir, config=...)`` with exact resume
 - ``refmodel.sample``      ``sample_videos(...)``: submission videos (``<clip_id>.mp4``)
-- ``refmodel.baselines``   ``copy-reference`` and ``mean-fill`` submissions
+- ``refmodel.baselines``   ``copy-reference``, ``mean-fill`` and ``clip-mean`` submissions
+- ``refmodel.submission``  shared paste-back / driving-audio / video-writing plumbing
 - ``refmodel.evaluate``    held-out masked-region PSNR / LMD / sync comparison used for acceptance
+- ``refmodel.testing``     small real shard sets for tests (real prep job on trimmed shared clips)
+- ``refmodel.cli``         ``talkbench train`` / ``talkbench sample`` (cheap to import)
 """

@@ -65,6 +65,10 @@ def _train(args) -> int:
     ckpt = train(args.prep_out, args.out, config=args.config, steps=args.steps, seed=args.seed,
                  resume=args.resume, overrides=_set_override(args.set), sync_expert=args.sync_expert,
                  progress=not args.no_progress)
+    import os
+
+    if os.environ.get("RANK", "0") != "0":  # torchrun: one summary, from rank 0
+        return 0
     hist = read_loss_log(args.out)
     if hist:
         first = sum(h["total"] for h in hist[:10]) / min(10, len(hist))

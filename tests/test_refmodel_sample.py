@@ -142,8 +142,11 @@ def test_submissions_pass_evalkit_and_score(sampled, run_dir, prep_out, tmp_path
     assert [v.clip_id for v in accepted] == CLIPS and skipped == []
     res = evaluate(prep_out, out, tmp_path / "eval", metrics=["psnr", "sync_inhouse"], scheduler="synchronous",
                    sync_expert=run_dir / "sync_expert.pt")
-    text = json.dumps(res)
-    assert "psnr" in text and "sync_inhouse" in text
+    for name in ("psnr", "sync_inhouse"):
+        m = res["metrics"][name]
+        assert m["n_scored"] == 2 and m["skipped_reason"] is None and np.isfinite(m["value"]), (name, m)
+    assert 10.0 < res["metrics"]["psnr"]["value"] < 60.0  # whole aligned crop: only the mouth was replaced
+    assert -1.0 <= res["metrics"]["sync_inhouse"]["value"] <= 1.0
     assert (tmp_path / "eval" / "results.json").exists()
 
 
