@@ -5,12 +5,21 @@ mask; the upper half reaches the network as the *masked frame* channel instead, 
 frame of the same person. The model predicts ε and is trained with ε-MSE (on ``M`` only). From ε the x0
 estimate ``(x_t - sqrt(1-ᾱ_t) ε̂) / sqrt(ᾱ_t)`` feeds an L1 reconstruction term and the sync-expert term.
 
-Preconditioning: the UNet output ``F`` is turned into the ε prediction through a skip connection,
-``ε̂ = sqrt(1-ᾱ_t) x_t + sqrt(ᾱ_t) F`` (so ``F`` is a v-prediction). At high noise ε̂ → x_t exactly and
-the x0 estimate becomes ``-F``, a direct regression, instead of an ε error amplified by
-``sqrt((1-ᾱ)/ᾱ)`` — what makes few-step DDIM usable after a short CPU training run.
+Preconditioning (EDM's, in VP form, with ``σ_d = DiffusionConfig.sigma_data`` and
+``D = 1 − ᾱ + ᾱ σ_d²``): the UNet output ``F`` gives ``x̂0 = σ_d² sqrt(ᾱ)/D · x_t − σ_d sqrt(1−ᾱ)/sqrt(D) · F``
+and ``ε̂ = sqrt(1−ᾱ)/D · x_t + σ_d sqrt(ᾱ)/sqrt(D) · F``. With ``σ_d = 1`` this is v-prediction
+(``ε̂ = sqrt(1-ᾱ) x_t + sqrt(ᾱ) F``). At high noise ε̂ → x_t and the x0 estimate becomes a direct
+regression ``−σ_d F`` instead of an ε error amplified by ``sqrt((1-ᾱ)/ᾱ)`` — what makes few-step DDIM
+usable after a short CPU training run — and ``F = 0`` is the Gaussian (Wiener) denoiser of data with
+std ``σ_d``, so a zero-initialised network starts from a sensible estimate.
 Sampling is deterministic DDIM (η = 0) over a few evenly spaced steps, starting from noise the caller
 passes in (the sampler of a video uses the same noise for every frame, which keeps the mouth stable).
+
+Anchor (``DiffusionConfig.anchor``): ``"image"`` diffuses the lower half itself (Diff2Lip);
+``"reference"`` diffuses the residual ``x0 − reference`` on the mask (with a σ_d matched to its smaller
+spread), so the zero-initialised network starts out near the reference frame's mouth and learns the
+audio-driven change from there. The network's inputs are the same either way; only the diffused
+variable (and hence the x0 estimate, ``reference + residual``) differs.
 """
 from __future__ import annotations
 
@@ -60,6 +69,13 @@ class MaskedDiffusion:
         self.timesteps = cfg.timesteps
         betas = beta_schedule(cfg.schedule, cfg.timesteps)
         self.alphas_cumprod = torch.from_numpy(np.cumprod(1.0 - betas)).float()
+        if cfg.anchor not in ("image", "reference"):
+            raise ValueError(f"unknown diffusion anchor {cfg.anchor!r} (image or reference)")
+        self.anchor = cfg.anchor
+
+    def _origin(self, reference: torch.Tensor) -> torch.Tensor:
+        """What the diffused variable is measured from: 0 (``image``) or the reference frame."""
+        return reference if self.anchor == "reference" else torch.zeros_like(reference)
 
     def _abar(self, t: torch.Tensor) -> torch.Tensor:
         return self.alphas_cumprod.to(t.device)[t].view(-1, 1, 1, 1)
@@ -75,11 +91,16 @@ class MaskedDiffusion:
     def predict(self, model, x_t, t, masked, reference, mel, mask) -> tuple[torch.Tensor, torch.Tensor]:
         """(ε̂, x0 estimate) of the preconditioned model (see the module docstring), zero outside the mask.
 
-        Both come straight from the network output F (x0 = sqrt(ᾱ) x_t − sqrt(1−ᾱ) F), which stays
-        well conditioned where ᾱ → 0 (dividing by sqrt(ᾱ) would amplify float error there)."""
+        Both come straight from the network output F, which stays well conditioned where ᾱ → 0
+        (dividing by sqrt(ᾱ) would amplify float error there). Under the ``reference`` anchor the
+        "x0" here is the residual from the reference frame."""
         a = self._abar(t)
         f = model(x_t, t, masked, reference, mel)
-        return ((1 - a).sqrt() * x_t + a.sqrt() * f) * mask, (a.sqrt() * x_t - (1 - a).sqrt() * f) * mask
+        sd = self.cfg.sigma_data
+        d = 1 - a + a * sd * sd
+        eps = (1 - a).sqrt() / d * x_t + sd * a.sqrt() / d.sqrt() * f
+        x0 = sd * sd * a.sqrt() / d * x_t - sd * (1 - a).sqrt() / d.sqrt() * f
+        return eps * mask, x0 * mask
 
     def predict_eps(self, model, x_t, t, masked, reference, mel, mask) -> torch.Tensor:
         return self.predict(model, x_t, t, masked, reference, mel, mask)[0]
@@ -90,8 +111,10 @@ class MaskedDiffusion:
         ``target``/``masked``/``reference`` are float images in [-1, 1]; ``masked`` has the lower half 0.
         """
         mask = mouth_mask(target.shape[-1], target.device)
-        x_t = self.q_sample(target, t, noise, mask)
-        eps, x0 = self.predict(model, x_t, t, masked, reference, mel, mask)
+        origin = self._origin(reference)
+        x_t = self.q_sample(target - origin, t, noise, mask)
+        eps, y0 = self.predict(model, x_t, t, masked, reference, mel, mask)
+        x0 = (y0 + origin) * mask
         denom = mask.sum() * target.shape[1]
         mse = ((eps - noise) ** 2 * mask).sum(dim=(1, 2, 3)) / denom
         l1 = ((x0 - target).abs() * mask).sum(dim=(1, 2, 3)) / denom  # unclamped: no dead gradients
@@ -111,18 +134,19 @@ class MaskedDiffusion:
         ``noise`` is x_T (N, 3, S, S): pass the same tensor for every frame of a video for a stable mouth.
         """
         mask = mouth_mask(masked.shape[-1], masked.device)
+        origin = self._origin(reference)
         x = noise * mask
         ts = self.ddim_timesteps(steps or self.cfg.sample_steps)
-        x0 = x
+        y0 = x
         for i, t in enumerate(ts):
             tt = torch.full((masked.shape[0],), t, dtype=torch.long, device=masked.device)
-            eps, x0 = self.predict(model, x, tt, masked, reference, mel, mask)
+            eps, y0 = self.predict(model, x, tt, masked, reference, mel, mask)
             a = self.alphas_cumprod[t].item()
-            x0 = x0.clamp(-1, 1)
-            eps = (x - math.sqrt(a) * x0) / math.sqrt(1 - a)  # consistent with the clamped x0
+            y0 = ((y0 + origin).clamp(-1, 1) - origin) * mask  # the image it implies stays in range
+            eps = (x - math.sqrt(a) * y0) / math.sqrt(1 - a)  # consistent with the clamped estimate
             a_prev = self.alphas_cumprod[ts[i + 1]].item() if i + 1 < len(ts) else 1.0
-            x = (math.sqrt(a_prev) * x0 + math.sqrt(1 - a_prev) * eps) * mask
-        return masked * (1 - mask) + x0 * mask
+            x = (math.sqrt(a_prev) * y0 + math.sqrt(1 - a_prev) * eps) * mask
+        return masked * (1 - mask) + (y0 + origin) * mask
 
 
 __all__ = ["MaskedDiffusion", "beta_schedule", "to_model_range", "to_uint8", "mouth_mask"]

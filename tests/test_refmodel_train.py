@@ -48,33 +48,63 @@ def test_schedules():
         assert np.all(np.diff(abar) < 0) and abar[0] > 0.99 and abar[-1] < 0.01
 
 
-def test_ddim_with_an_oracle_recovers_the_target():
-    """A network that outputs the true v makes ε̂ exact, and DDIM land on x0 from any step count."""
+@pytest.mark.parametrize("anchor,sigma_data", [("image", 1.0), ("reference", 0.3), ("image", 0.5)])
+def test_ddim_with_an_oracle_recovers_the_target(anchor, sigma_data):
+    """A network that outputs the exact F makes ε̂ exact, and DDIM land on x0 from any step count."""
+    from refmodel.config import DiffusionConfig
+
     torch.manual_seed(0)
-    diff = MaskedDiffusion(get_config("tiny").diffusion)
+    diff = MaskedDiffusion(DiffusionConfig(anchor=anchor, sigma_data=sigma_data))
     x0 = torch.rand(2, 3, 16, 16) * 2 - 1
+    reference = torch.rand(2, 3, 16, 16) * 2 - 1
+    y0 = x0 - reference if anchor == "reference" else x0  # the diffused variable
     mask = mouth_mask(16)
     masked = x0 * (1 - mask)
     calls = []
 
-    def oracle(x, t, masked_, ref, mel):  # v = sqrt(a) ε - sqrt(1-a) x0, with ε implied by x_t
+    def oracle(x, t, masked_, ref, mel):  # solve x̂0(F) = y0 for F (module docstring)
         calls.append(int(t[0]))
         a = diff.alphas_cumprod[t].view(-1, 1, 1, 1)
-        eps = (x - a.sqrt() * x0 * mask) / (1 - a).sqrt()
-        return (a.sqrt() * eps - (1 - a).sqrt() * x0) * mask
+        d = 1 - a + a * sigma_data ** 2
+        skip = sigma_data ** 2 * a.sqrt() / d * x
+        return (skip - y0 * mask) / (sigma_data * (1 - a).sqrt() / d.sqrt())
 
     t = torch.tensor([10, 990])
     noise = torch.randn_like(x0) * mask
-    xt = diff.q_sample(x0, t, noise, mask)
-    torch.testing.assert_close(diff.predict_eps(oracle, xt, t, masked, x0, None, mask), noise, atol=1e-4, rtol=0)
+    xt = diff.q_sample(y0, t, noise, mask)
+    torch.testing.assert_close(diff.predict_eps(oracle, xt, t, masked, reference, None, mask), noise,
+                               atol=1e-3, rtol=0)
     for steps in (1, 2, 5):
         calls.clear()
-        out = diff.sample(oracle, masked, x0, None, torch.randn(2, 3, 16, 16), steps=steps)
+        out = diff.sample(oracle, masked, reference, None, torch.randn(2, 3, 16, 16), steps=steps)
         assert len(calls) == steps and calls[0] == 999 and (steps == 1 or calls[-1] == 0)
         torch.testing.assert_close(out, x0, atol=1e-3, rtol=0)
     # the noisy input only lives on the mouth region
     xt = diff.q_sample(x0, torch.tensor([500, 10]), torch.randn_like(x0), mask)
     assert float(xt[..., :8, :].abs().max()) == 0.0
+
+
+def test_reference_anchor_starts_near_the_reference():
+    """F = 0 (a zero-initialised network) samples the reference's mouth plus σ_d-sized residual under
+    the ``reference`` anchor; under ``image`` it samples unit-variance noise around grey."""
+    from refmodel.config import DiffusionConfig
+
+    torch.manual_seed(0)
+    frame, reference = torch.rand(2, 2, 3, 32, 32) * 2 - 1
+    mask = mouth_mask(32)
+
+    def zero(x, *args):
+        return torch.zeros_like(x)
+
+    gap = {}
+    for anchor, sd in (("reference", 0.3), ("image", 1.0)):
+        out = MaskedDiffusion(DiffusionConfig(anchor=anchor, sigma_data=sd)).sample(
+            zero, frame * (1 - mask), reference, None, torch.randn(2, 3, 32, 32), steps=10)
+        gap[anchor] = float((out - reference)[..., 16:, :].abs().mean())
+        assert torch.equal(out[..., :16, :], (frame * (1 - mask))[..., :16, :])
+    assert gap["reference"] < 0.3 < gap["image"], gap
+    with pytest.raises(ValueError, match="anchor"):
+        MaskedDiffusion(DiffusionConfig(anchor="mean"))
 
 
 def test_configs_build_and_run():
@@ -94,23 +124,32 @@ def test_configs_build_and_run():
         get_config("huge")
 
 
-def _fixed_batch_loss(model, prep_out, cfg):
-    """ε-MSE of ``model`` on one fixed batch with fixed t and noise (a deterministic progress probe)."""
+@pytest.mark.parametrize("anchor,sigma_data", [("image", 1.0), ("reference", 0.3)])
+def test_training_fits_a_batch(prep_out, anchor, sigma_data):
+    """The training objective (``loss_terms``: ε-MSE + L1 on x0) falls when the tiny UNet is optimised
+    on one real batch with fixed noise levels and noise, under both anchors."""
     from refmodel.data import ShardFrameDataset
-    from refmodel.train import prepare_batch
+    from refmodel.train import loss_terms, prepare_batch
 
-    ds = ShardFrameDataset(prep_out, seed=123, window=5, batch_size=4, frames="train", holdout_fraction=0.2)
+    cfg = get_config("tiny", {**FAST, "diffusion.anchor": anchor, "diffusion.sigma_data": sigma_data})
+    ds = ShardFrameDataset(prep_out, seed=123, window=5, batch_size=2, frames="train", holdout_fraction=0.2)
     data = prepare_batch(next(iter(ds)), "cpu")
-    g = torch.Generator().manual_seed(0)
-    t = torch.randint(0, 1000, (data["target"].shape[0],), generator=g)
-    noise = torch.randn(data["target"].shape, generator=g)
-    with torch.no_grad():
-        terms = MaskedDiffusion(cfg.diffusion).training_terms(model, data["target"], data["masked"],
-                                                              data["reference"], data["mel"], t, noise)
-    return float(terms["mse"].mean())
+    torch.manual_seed(0)
+    model = UNet(cfg.model)
+    diffusion = MaskedDiffusion(cfg.diffusion)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    losses = []
+    for _ in range(30):
+        terms = loss_terms(model, diffusion, cfg, data, torch.Generator().manual_seed(0))
+        opt.zero_grad()
+        terms["total"].backward()
+        opt.step()
+        losses.append((float(terms["mse"].detach()), float(terms["l1"].detach())))
+    (mse0, l10), (mse1, l11) = losses[0], losses[-1]
+    assert mse1 < 0.7 * mse0 and l11 < 0.7 * l10, losses
 
 
-def test_train_loss_falls_and_resume_is_exact(prep_out, expert_path, tmp_path):
+def test_train_runs_and_resumes_exactly(prep_out, expert_path, tmp_path):
     from refmodel.train import load_checkpoint, load_model, read_loss_log, train
 
     steps = 24
@@ -119,13 +158,7 @@ def test_train_loss_falls_and_resume_is_exact(prep_out, expert_path, tmp_path):
     hist = read_loss_log(tmp_path / "full")
     assert [h["step"] for h in hist] == list(range(1, steps + 1))
     assert all(math.isfinite(h["total"]) and "sync" in h for h in hist)
-    # loss falls: logged ε-MSE, and a fixed probe batch before vs after
-    assert np.mean([h["mse"] for h in hist[-6:]]) < np.mean([h["mse"] for h in hist[:6]]) - 0.05
-    cfg = get_config("tiny", FAST)
-    torch.manual_seed(0)
-    before = _fixed_batch_loss(UNet(cfg.model), prep_out, cfg)
-    after = _fixed_batch_loss(load_model(full, use_ema=False)[0], prep_out, cfg)
-    assert after < 0.8 * before
+    # (that the loss falls is test_training_fits_a_batch: 24 steps of fresh random t are too noisy)
 
     # interrupted at 10, resumed to 24: the same curve and the same weights
     train(prep_out, tmp_path / "split", "tiny", steps=10, seed=0, overrides=FAST, sync_expert=expert_path,
@@ -213,16 +246,9 @@ def acceptance(videos_dir, tmp_path_factory, artifact_dir):
 
 
 @pytest.mark.slow
-def test_acceptance_tiny_beats_mean_fill_psnr_and_follows_audio(acceptance):
+def test_acceptance_tiny_beats_mean_fill_and_follows_audio(acceptance):
     m = acceptance["methods"]
     assert acceptance["train_cpu_s"] <= 2 * 20 * 60, "tiny budget: at most 20 min of 2 cores"
     assert m["model"]["psnr"] > m["mean-fill"]["psnr"]
-    assert m["model"]["sync"] > m["model-shuffled-audio"]["sync"]
-
-
-@pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="measured 3.92 vs mean-fill 3.84 px (seed 0): the tiny model's sampled "
-                   "mouths are noisier than the mean face for dlib; see refmodel/README.md")
-def test_acceptance_tiny_beats_mean_fill_lmd(acceptance):
-    m = acceptance["methods"]
     assert m["model"]["lmd"] < m["mean-fill"]["lmd"]
+    assert m["model"]["sync"] > m["model-shuffled-audio"]["sync"]
