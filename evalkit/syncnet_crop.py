@@ -175,7 +175,14 @@ def pipeline_crops(frames: Sequence[np.ndarray], detections: Sequence, min_track
 
 
 def detect_faces(frames: Sequence[np.ndarray], backend: str = "dlib", scale: float = 1.0, **backend_kw) -> list:
-    """Per-frame (k, 5) boxes from a ``prep.faces`` backend (stands in for upstream's S3FD)."""
+    """Per-frame (k, 5) boxes from a ``prep.faces`` backend (stands in for upstream's S3FD), or from
+    upstream's S3FD itself with ``backend="s3fd"`` (needs ``sfd_face.pth``; ``evalkit.s3fd``; pass
+    ``scale=0.25`` for upstream's ``facedet_scale``)."""
+    if backend == "s3fd":
+        from .s3fd import S3FDDetector, load_s3fd
+
+        weights = backend_kw.pop("weights", None)
+        return S3FDDetector(load_s3fd(weights), **backend_kw).detect(frames, scale=scale)
     from prep.faces import get_backend
 
     return get_backend(backend, **backend_kw).detect(frames, scale=scale)
