@@ -5,7 +5,7 @@ import importlib
 import sys
 
 # modules whose import registers their weights in talkbench.models.REGISTRY
-_REGISTERING = ("prep.threedmm", "evalkit.syncnet", "evalkit.inception", "prep.faces.backends")
+_REGISTERING = ("prep.threedmm", "evalkit.syncnet", "evalkit.inception", "evalkit.s3fd", "prep.faces.backends")
 
 
 def _load_registry():
