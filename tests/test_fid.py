@@ -168,6 +168,15 @@ def test_against_pytorch_fid(random_inception, monkeypatch):
         torch.testing.assert_close(random_inception(images), theirs(images)[0].flatten(1), rtol=1e-5, atol=1e-6)
 
 
+def test_frechet_distance_against_pytorch_fid():
+    fs = pytest.importorskip("pytorch_fid.fid_score", reason="pytorch-fid (needs torchvision) not installed")
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(300, 64)), rng.normal(size=(300, 64)) * 1.1 + 0.2
+    stats = [(x.mean(0), np.cov(x, rowvar=False)) for x in (a, b)]
+    theirs = fs.calculate_frechet_distance(*stats[0], *stats[1])
+    assert fidmod.frechet_distance(*stats[0], *stats[1]) == pytest.approx(theirs, rel=1e-9)
+
+
 def test_load_inception(tmp_path, monkeypatch):
     monkeypatch.setenv("TALKBENCH_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("TALKBENCH_INCEPTION", str(tmp_path / "absent.pth"))
