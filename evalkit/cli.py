@@ -26,6 +26,9 @@ def register(subparsers) -> None:
     p.add_argument("--crop", choices=["aligned", "full"], default="aligned",
                    help="image region for PSNR/SSIM/FID: aligned face crop (default) or full frame")
     p.add_argument("--lse-crop", choices=["aligned", "syncnet-pipeline"], default="aligned")
+    p.add_argument("--lse-detector", choices=["dlib", "s3fd"], default="dlib",
+                   help="face detector of the syncnet-pipeline crop (s3fd: upstream's, needs sfd_face.pth)")
+    p.add_argument("--s3fd", default=None, help="sfd_face.pth (else TALKBENCH_S3FD / the cache dir)")
     p.add_argument("--lmd-preset", choices=["ratnerf", "atvgnet"], default="ratnerf")
     p.add_argument("--csim-stride", type=int, default=None, help="embed every k-th frame for CSIM")
     p.add_argument("--fid-stride", type=int, default=None, help="every k-th frame into FID (default 1)")
@@ -88,7 +91,8 @@ def run(args) -> int:
                            scheduler=args.scheduler, n_workers=args.workers, syncnet_path=args.syncnet,
                            inception_path=args.inception, allow_uncalibrated_fid=args.allow_uncalibrated_fid,
                            sync_expert=args.sync_expert, submission_meta=meta, crop=args.crop,
-                           lse_crop=args.lse_crop, benchmark_name=args.benchmark_name,
+                           lse_crop=args.lse_crop, lse_detector=args.lse_detector, s3fd_path=args.s3fd,
+                           benchmark_name=args.benchmark_name,
                            fid_cache_dir=args.fid_cache, split=args.split, **options)
     except (EvaluationError, ValueError, FileNotFoundError, NotADirectoryError) as e:
         print(f"talkbench eval: {e}", file=sys.stderr)

@@ -37,6 +37,7 @@ MODE_METRICS = {
 
 REGIONS = ("aligned", "full")
 LSE_CROPS = ("aligned", "syncnet-pipeline")
+LSE_DETECTORS = ("dlib", "s3fd")  # face detector of the syncnet-pipeline crop
 LMD_PRESETS = ("ratnerf", "atvgnet")
 MOUTH = slice(48, 68)
 
@@ -75,6 +76,7 @@ class EvalConfig:
     csim_chip_padding: float = 0.25
     fid_stride: int = 1  # every k-th frame into FID ("pool over all frames" is 1)
     lse_crop: str = "aligned"
+    lse_detector: str = "dlib"  # syncnet-pipeline only: dlib (embedded) or s3fd (upstream's, sfd_face.pth)
     chunk_size: int = 32  # frames decoded at a time per video
     allow_uncalibrated_fid: bool = False
     inception_seed: int = 0
@@ -87,6 +89,8 @@ class EvalConfig:
             raise ValueError(f"crop/region must be one of {REGIONS}, got {self.region!r}")
         if self.lse_crop not in LSE_CROPS:
             raise ValueError(f"lse_crop must be one of {LSE_CROPS}, got {self.lse_crop!r}")
+        if self.lse_detector not in LSE_DETECTORS:
+            raise ValueError(f"lse_detector must be one of {LSE_DETECTORS}, got {self.lse_detector!r}")
         if self.lmd_preset not in LMD_PRESETS:
             raise ValueError(f"lmd_preset must be one of {LMD_PRESETS}, got {self.lmd_preset!r}")
         bad = [m for m in self.metrics if m not in METRICS]
@@ -179,9 +183,12 @@ def metric_protocol(name: str, config: EvalConfig, weights: dict | None = None) 
         crop_how = ("reference affine warped straight to 224x224 (nearest face frame's affine where the "
                     "reference has no face), RGB->BGR" if config.lse_crop == "aligned" else
                     "syncnet_python run_pipeline tracked crop (dlib boxes, 1.4x square, median filter 13), "
-                    "longest track, detection on every frame at full resolution")
+                    "longest track, detection on every frame at full resolution" if config.lse_detector == "dlib" else
+                    "syncnet_python run_pipeline tracked crop (S3FD sfd_face.pth boxes at scale 0.25, confidence "
+                    ">= 0.9, 1.4x square, median filter 13), longest track, detection on every frame")
         return {"version": version, "fps": 25.0, "frames": "the first min(generated, reference) frames and "
                 "their audio from the submitted video", "crop": config.lse_crop, "crop_how": crop_how, "crop_size": 224,
+                **({"detector": config.lse_detector} if config.lse_crop == "syncnet-pipeline" else {}),
                 "color": "BGR 0-255", "window": 5, "mfcc": "python_speech_features, int16, 20 steps/window",
                 "offsets": "-15..15, zero padded", "lse_d": "min over offsets of mean distance",
                 "lse_c": "median - min of the mean distances",

@@ -153,6 +153,20 @@ def _resolve_syncnet(syncnet_path) -> tuple[dict | None, str | None]:
     return {"path": net.weights_path, "sha256": net.weights_sha256, "calibrated": bool(net.calibrated)}, None
 
 
+def _resolve_s3fd(s3fd_path) -> tuple[dict | None, str | None]:
+    from talkbench.models import WeightsMismatch, WeightsNotFound
+
+    from .s3fd import load_s3fd
+
+    try:
+        net = load_s3fd(s3fd_path)
+    except WeightsNotFound as e:
+        return None, f"syncnet-pipeline with the s3fd detector: S3FD weights (sfd_face.pth) absent: {e}"
+    except (WeightsMismatch, ValueError) as e:
+        return None, f"S3FD weights unusable: {e}"
+    return {"path": net.weights_path, "sha256": net.weights_sha256}, None
+
+
 def _resolve_sync_expert(path) -> tuple[dict | None, str | None]:
     if not path:
         return None, "no sync-expert checkpoint given (--sync-expert)"
@@ -262,7 +276,7 @@ def _submission_block(meta: dict | None, mode: str) -> dict:
 
 
 def evaluate(reference, submission, out, mode: str = "reconstruction", metrics=None, scheduler=None,
-             n_workers: int | None = None, syncnet_path=None, inception_path=None,
+             n_workers: int | None = None, syncnet_path=None, inception_path=None, s3fd_path=None,
              allow_uncalibrated_fid: bool = False, sync_expert=None, submission_meta: dict | None = None,
              crop: str = "aligned", lse_crop: str = "aligned", limits: SubmissionLimits | None = None,
              benchmark_name: str | None = None, fid_cache_dir=None, config: EvalConfig | None = None,
@@ -273,7 +287,8 @@ def evaluate(reference, submission, out, mode: str = "reconstruction", metrics=N
     ``out/per_video.parquet``; returns the results dict. ``mode``: ``reconstruction`` (same audio: all
     metrics) or ``cross`` (other audio: FID, LSE, CSIM, in-house sync). ``metrics``: subset of names.
     ``crop``: ``aligned`` (face crop from the reference affine) or ``full`` frames for PSNR/SSIM/FID;
-    ``lse_crop``: ``aligned`` or ``syncnet-pipeline``. ``scheduler``: None (LocalCluster), a Dask
+    ``lse_crop``: ``aligned`` or ``syncnet-pipeline`` (its detector: ``lse_detector="dlib"`` or
+    ``"s3fd"`` with ``sfd_face.pth`` from ``s3fd_path`` / ``TALKBENCH_S3FD`` / cache). ``scheduler``: None (LocalCluster), a Dask
     address / Client, or ``"synchronous"``. ``options``: other :class:`EvalConfig` fields
     (``csim_stride``, ``fid_stride``, ``crop_size``, ``lmd_preset``, ``chunk_size`` ...).
 
@@ -307,6 +322,9 @@ def evaluate(reference, submission, out, mode: str = "reconstruction", metrics=N
     syncnet = None
     if {"lse_d", "lse_c"} & set(active):
         syncnet, why = _resolve_syncnet(syncnet_path)
+        if not why and config.lse_crop == "syncnet-pipeline" and config.lse_detector == "s3fd":
+            s3fd, why = _resolve_s3fd(s3fd_path)
+            syncnet = {**syncnet, "s3fd": s3fd} if s3fd else None
         if why:
             skipped_metric["lse_d"] = skipped_metric["lse_c"] = why
             log.warning("LSE skipped: %s", why)
@@ -328,6 +346,8 @@ def evaluate(reference, submission, out, mode: str = "reconstruction", metrics=N
         winfo = None if w is None else {"sha256": w.get("sha256"), "calibrated": w.get("calibrated", True),
                                         **({"source": w["source"]} if "source" in w else {})}
         protocols[name] = metric_protocol(name, config, winfo)
+        if w is not None and w.get("s3fd"):
+            protocols[name]["detector_weights"] = {"sha256": w["s3fd"]["sha256"], "file": "sfd_face.pth"}
 
     ref_clips = load_reference(reference, config.split)
     accepted, skipped = validate_submission(reference, submission, config.mode, config.limits,
@@ -345,6 +365,7 @@ def evaluate(reference, submission, out, mode: str = "reconstruction", metrics=N
                       "gen_path": v.path, "gen_width": v.width, "gen_height": v.height,
                       "n_frames": min(v.num_frames, c["ref_num_frames"]), "config": cfg_task,
                       "inception": inception, "syncnet": syncnet["path"] if syncnet else None,
+                      "s3fd": syncnet["s3fd"]["path"] if syncnet and syncnet.get("s3fd") else None,
                       "sync_expert": expert["path"] if expert else None})
 
     # FID reference statistics: cached by (shards, protocol)

@@ -15,7 +15,8 @@
 The audio of a track is samples ``[start · 640, stop · 640)`` (upstream cuts ``start/25 … (last+1)/25`` s).
 
 Differences from running syncnet_python itself, by design: boxes come from our face backend
-(``prep.faces``, dlib by default) instead of S3FD at 0.25 scale; the whole clip is one shot (no
+(``prep.faces``, dlib by default) unless the evaluation asks for ``lse_detector="s3fd"`` (upstream's S3FD
+at 0.25 scale, ``evalkit.s3fd``, when ``sfd_face.pth`` is available); the whole clip is one shot (no
 PySceneDetect; benchmark clips are single-shot); and the lossy intermediate files (25 fps MPEG-4 AVI,
 ``-qscale 2`` JPEGs, XVID crop video) are skipped — crops go straight to the scorer.
 

@@ -236,6 +236,24 @@ def test_lse_and_inhouse_sync_with_given_checkpoints(env):
     assert m["value"] is None and m["n_scored"] == 0 and m["protocol"]["crop"] == "syncnet-pipeline"
     assert any("no face track" in why and k == 2 for why, k in m["skip_reasons"].items())
 
+    # upstream's detector: absent weights skip LSE with the reason; a file in the official layout runs
+    # S3FD on every frame at scale 0.25 and its sha256 goes into the protocol
+    from evalkit.s3fd import random_state_dict as s3fd_random
+
+    r = evaluate(env["ref"], env["subs"]["gt"], env["root"] / "res" / "pipeline-s3fd-absent", metrics=["lse_d"],
+                 syncnet_path=syncnet, lse_crop="syncnet-pipeline", lse_detector="s3fd",
+                 s3fd_path=env["root"] / "weights" / "absent" / "sfd_face.pth", scheduler="synchronous")
+    m = r["metrics"]["lse_d"]
+    assert m["value"] is None and "sfd_face.pth" in m["skipped_reason"] and m["protocol"]["detector"] == "s3fd"
+    s3fd_file = env["root"] / "weights" / "sfd_face.pth"
+    torch.save(s3fd_random(0), s3fd_file)
+    r = evaluate(env["ref"], env["subs"]["gt"], env["root"] / "res" / "pipeline-s3fd", metrics=["lse_d"],
+                 syncnet_path=syncnet, lse_crop="syncnet-pipeline", lse_detector="s3fd", s3fd_path=s3fd_file,
+                 scheduler="synchronous")
+    m = r["metrics"]["lse_d"]
+    assert m["protocol"]["detector_weights"]["sha256"] == file_sha256(s3fd_file) and "S3FD" in m["protocol"]["crop_how"]
+    assert m["n_scored"] == 0 and sum(m["skip_reasons"].values()) == 2  # 32-frame clips: no 100-frame track
+
 
 def test_score_video_reports_instead_of_raising(env, tmp_path):
     from evalkit.protocol import EvalConfig
