@@ -139,32 +139,32 @@ def _resolve_inception(config: EvalConfig, inception_path) -> dict:
             "sha256": net.weights_sha256, "calibrated": bool(net.calibrated), "source": "file"}
 
 
-def _resolve_syncnet(syncnet_path) -> tuple[dict | None, str | None]:
+def _resolve_weights(loader, path, absent: str, unusable: str) -> tuple[dict | None, str | None]:
+    """Load a network once to check its file: ({path, sha256}, None), or (None, why it cannot be used)."""
     from talkbench.models import WeightsMismatch, WeightsNotFound
 
-    from .syncnet import load_syncnet
-
     try:
-        net = load_syncnet(syncnet_path)
+        net = loader(path)
     except WeightsNotFound as e:
-        return None, f"official SyncNet weights (syncnet_v2.model) absent: {e}"
+        return None, f"{absent}: {e}"
     except (WeightsMismatch, ValueError) as e:
-        return None, f"SyncNet weights unusable: {e}"
+        return None, f"{unusable}: {e}"
     return {"path": net.weights_path, "sha256": net.weights_sha256, "calibrated": bool(net.calibrated)}, None
 
 
-def _resolve_s3fd(s3fd_path) -> tuple[dict | None, str | None]:
-    from talkbench.models import WeightsMismatch, WeightsNotFound
+def _resolve_syncnet(syncnet_path) -> tuple[dict | None, str | None]:
+    from .syncnet import load_syncnet
 
+    return _resolve_weights(load_syncnet, syncnet_path, "official SyncNet weights (syncnet_v2.model) absent",
+                            "SyncNet weights unusable")
+
+
+def _resolve_s3fd(s3fd_path) -> tuple[dict | None, str | None]:
     from .s3fd import load_s3fd
 
-    try:
-        net = load_s3fd(s3fd_path)
-    except WeightsNotFound as e:
-        return None, f"syncnet-pipeline with the s3fd detector: S3FD weights (sfd_face.pth) absent: {e}"
-    except (WeightsMismatch, ValueError) as e:
-        return None, f"S3FD weights unusable: {e}"
-    return {"path": net.weights_path, "sha256": net.weights_sha256}, None
+    return _resolve_weights(load_s3fd, s3fd_path,
+                            "syncnet-pipeline with the s3fd detector: S3FD weights (sfd_face.pth) absent",
+                            "S3FD weights unusable")
 
 
 def _resolve_sync_expert(path) -> tuple[dict | None, str | None]:

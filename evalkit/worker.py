@@ -239,8 +239,7 @@ def _score_video(task: dict) -> dict:
     seq_crops = np.zeros((n, SEQ_SIZE, SEQ_SIZE, 3), np.uint8) if need_seq and face.any() else None
     detections = [] if want_lse and cfg["lse_crop"] == "syncnet-pipeline" else None
     need_lms = bool(active & {"lmd_mouth", "lmd_face"})
-    backend = _face_backend() if need_lms or (detections is not None and cfg.get("lse_detector", "dlib") == "dlib") \
-        else None
+    backend = _face_backend() if need_lms or (detections is not None and cfg["lse_detector"] == "dlib") else None
     embedder = _embedder(cfg["csim_chip_size"], cfg["csim_chip_padding"]) if "csim" in active else None
 
     chunk = int(cfg["chunk_size"])
@@ -302,7 +301,7 @@ def _score_video(task: dict) -> dict:
         if seq_crops is not None:
             seq_crops[idx] = _warp_many(gen, a_seq[idx], SEQ_SIZE)
         if detections is not None:
-            if cfg.get("lse_detector", "dlib") == "s3fd":
+            if cfg["lse_detector"] == "s3fd":
                 detections.extend(_s3fd(task["s3fd"]).detect(gen, scale=0.25))  # upstream's facedet_scale
             else:
                 detections.extend(backend.detect(gen))

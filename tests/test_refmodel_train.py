@@ -150,7 +150,7 @@ def test_training_fits_a_batch(prep_out, anchor, sigma_data):
 
 
 def test_train_runs_and_resumes_exactly(prep_out, expert_path, tmp_path):
-    from refmodel.train import load_checkpoint, load_model, read_loss_log, train
+    from refmodel.train import load_checkpoint, read_loss_log, train
 
     steps = 24
     full = train(prep_out, tmp_path / "full", "tiny", steps=steps, seed=0, overrides=FAST,
