@@ -4,17 +4,17 @@
 
 Both sides use the same random weights (official key layouts) on the same real clip:
 
-- LSE: ``evalkit.lse`` on in-memory 224×224 BGR crops + int16 audio, versus syncnet_python's
+- LSE: ``evalkit.metrics.lse`` on in-memory 224×224 BGR crops + int16 audio, versus syncnet_python's
   ``SyncNetInstance.evaluate`` steps re-enacted in-process: crops written as JPEG frames and a 16-bit
   WAV (what its ffmpeg calls produce), read back with ``cv2.imread`` / ``wavfile.read``, the whole clip
   as a float64 array, batches of 20 windows sliced and concatenated through the conv3d network, and
   ``calc_pdist``'s per-frame loop. Reported end to end and without the file round trip.
 - LSE per video, whole pipeline: evalkit's ``aligned`` mode (decode, warp with the reference's stored
   affines, score) versus syncnet_python's run_pipeline + run_syncnet (decode, S3FD on every frame at
-  scale 0.25 — ``evalkit.s3fd`` with random official-layout weights, so the official compute — track,
+  scale 0.25 — ``evalkit.nets.s3fd`` with random official-layout weights, so the official compute — track,
   smooth, crop, write + read the crop video, score with the file round trip). Also reported with dlib
   HOG in place of S3FD (a cheaper detector: a lower bound on upstream's cost).
-- FID: ``evalkit.fid.extract_features`` (batch-norm folded, channels-last, batched uint8 → float)
+- FID: ``evalkit.metrics.fid.extract_features`` (batch-norm folded, channels-last, batched uint8 → float)
   versus pytorch-fid's ``get_activations`` loop: per image PIL conversion + ToTensor, batches of 50
   through the unfused network under ``no_grad``, copied into a float64 array.
 
@@ -36,6 +36,9 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from talkbase.timebase import SAMPLE_RATE, SAMPLES_PER_FRAME  # noqa: E402
+
 DEFAULT_CLIP = REPO.parent / "shared" / "data" / "videos" / "w2l_input3.mp4"
 
 
@@ -52,16 +55,16 @@ def syncnet_python_style(model, crops_bgr: np.ndarray, audio: np.ndarray, workdi
     if workdir is not None:
         for i, frame in enumerate(crops_bgr):
             cv2.imwrite(str(workdir / f"{i + 1:06d}.jpg"), frame)
-        wavfile.write(workdir / "audio.wav", 16000, audio)
+        wavfile.write(workdir / "audio.wav", SAMPLE_RATE, audio)
         images = [cv2.imread(str(f)) for f in sorted(workdir.glob("*.jpg"))]
         _, audio = wavfile.read(workdir / "audio.wav")
     else:
         images = list(crops_bgr)
     im = np.expand_dims(np.stack(images, axis=3), axis=0)
     imtv = torch.from_numpy(np.transpose(im, (0, 3, 4, 1, 2)).astype(float)).float()
-    mfcc = np.stack([np.array(c) for c in zip(*python_speech_features.mfcc(audio, 16000))])
+    mfcc = np.stack([np.array(c) for c in zip(*python_speech_features.mfcc(audio, SAMPLE_RATE))])
     cct = torch.from_numpy(np.expand_dims(np.expand_dims(mfcc, 0), 0).astype(float)).float()
-    lastframe = min(len(images), len(audio) // 640) - 5
+    lastframe = min(len(images), len(audio) // SAMPLES_PER_FRAME) - 5
     im_feat, cc_feat = [], []
     with torch.no_grad():
         for i in range(0, lastframe, batch_size):
@@ -111,7 +114,7 @@ def syncnet_python_pipeline(model, video: Path, workdir: Path, device: str = "cp
     track, smooth, crop, write the crop video, read it back, then ``SyncNetInstance.evaluate`` with its
     JPEG/WAV round trip.
 
-    Detection: with ``s3fd`` (an ``evalkit.s3fd.S3FDDetector``), upstream's S3FD pass at facedet_scale
+    Detection: with ``s3fd`` (an ``evalkit.nets.s3fd.S3FDDetector``), upstream's S3FD pass at facedet_scale
     0.25 runs on every frame — with random weights in the official layout it costs what the real one
     costs but finds nothing, so the tracker then uses ``boxes`` (dlib boxes computed outside the timed
     region). Without it, dlib HOG detection stands in for S3FD (cheaper on CPU: a lower bound)."""
@@ -129,7 +132,8 @@ def syncnet_python_pipeline(model, video: Path, workdir: Path, device: str = "cp
     tracks = pipeline_crops(frames, detections, min_track=25)
     track = max(tracks, key=lambda t: t.stop - t.start)
     crop_video = media.write_video(workdir / "pycrop.mp4", track.crops[..., ::-1],
-                                   audio[track.start * 640:track.stop * 640], codec="mpeg4")
+                                   audio[track.start * SAMPLES_PER_FRAME:track.stop * SAMPLES_PER_FRAME],
+                                   codec="mpeg4")
     back = media.decode_clip(crop_video)
     return syncnet_python_style(model, back.frames[..., ::-1].copy(), to_int16(back.audio), workdir, device=device)
 
@@ -138,7 +142,7 @@ def evalkit_aligned_pipeline(model, video: Path, affines: np.ndarray) -> dict:
     """evalkit's ``aligned`` LSE on one video as its eval worker runs it: stream-decode, warp each frame
     with the reference's stored affine (computed once at prep time, not per submission), resize to 224,
     vectorised scoring."""
-    from evalkit.lse import lse
+    from evalkit.metrics.lse import lse
     from evalkit.syncnet_crop import aligned_crops
     from prep import media
     from prep.audio import to_int16
@@ -181,7 +185,7 @@ def load_clip(path: Path, num_frames: int):
     box = max(detect_faces(frames[:1])[0], key=lambda b: (b[2] - b[0]) * (b[3] - b[1]))
     cx, cy, half = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2, max(box[2] - box[0], box[3] - box[1]) / 2
     crops = np.stack([crop_frame(f, cx, cy, half)[..., ::-1] for f in frames])
-    audio = to_int16(clip.audio[:len(frames) * 640])
+    audio = to_int16(clip.audio[:len(frames) * SAMPLES_PER_FRAME])
     return frames, crops, audio, (cx, cy, half)
 
 
@@ -197,14 +201,16 @@ def main(argv=None) -> dict:
     ap.add_argument("--no-pipeline", action="store_true", help="skip the whole-pipeline LSE comparison")
     args = ap.parse_args(argv)
     if args.threads:
-        torch.set_num_threads(args.threads)
+        from talkbase.threads import limit_process_threads
 
-    from evalkit.fid import extract_features
-    from evalkit.inception import FIDInceptionV3
-    from evalkit.inception import random_state_dict as inception_random
-    from evalkit.lse import lse
-    from evalkit.syncnet import SyncNet
-    from evalkit.syncnet import random_state_dict as syncnet_random
+        limit_process_threads(args.threads)
+
+    from evalkit.metrics.fid import extract_features
+    from evalkit.metrics.lse import lse
+    from evalkit.nets.inception import FIDInceptionV3
+    from evalkit.nets.inception import random_state_dict as inception_random
+    from evalkit.nets.syncnet import SyncNet
+    from evalkit.nets.syncnet import random_state_dict as syncnet_random
 
     torch.manual_seed(0)
     frames, crops, audio, (cx, cy, half) = load_clip(args.clip, args.lse_frames)
@@ -223,8 +229,8 @@ def main(argv=None) -> dict:
     affines = None if args.no_pipeline else reference_affines(args.clip)
     s3fd = dlib_boxes = None
     if not args.no_pipeline:
-        from evalkit.s3fd import S3FDDetector, S3FDNet
-        from evalkit.s3fd import random_state_dict as s3fd_random
+        from evalkit.nets.s3fd import S3FDDetector, S3FDNet
+        from evalkit.nets.s3fd import random_state_dict as s3fd_random
         from evalkit.syncnet_crop import detect_faces
         from prep.media import read_frames
 

@@ -3,7 +3,7 @@
     python bench/loader_throughput.py [--prep-out DIR] [--seconds 10] [--workers 2] [--json out.json]
 
 Reports samples/s (a sample = a 5-frame window + reference + mel windows, what one training item is) for
-  * decode-only: every frame row's crop decoded at full size with ``prep.shards.decode_crop`` (frames/s);
+  * decode-only: every frame row's crop decoded at full size with ``prep.output.decode_crop`` (frames/s);
   * ``ShardFrameDataset`` in one process, first epoch (cold: Parquet read + reduced-size JPEG decode);
   * the same, steady state (decoded row groups cached between epochs);
   * a ``DataLoader`` with ``--workers`` worker processes (disjoint shards), steady state.
@@ -37,10 +37,10 @@ def build_shards(videos: Path, copies: int) -> Path:
 
 
 def decode_only(prep_out: Path) -> tuple[int, float]:
-    from prep.shards import decode_crop, iter_frame_batches
+    from prep.output import PrepOutput, decode_crop
 
     t0, n = time.perf_counter(), 0
-    for batch in iter_frame_batches(prep_out, ["crop"]):
+    for batch in PrepOutput.open(prep_out).frame_batches(["crop"]):
         for b in batch.column("crop").to_pylist():
             decode_crop(b)
             n += 1
@@ -72,11 +72,10 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--json", help="write the numbers here too")
     args = ap.parse_args()
-    import torch
-
     from refmodel.data import make_loader
+    from talkbase.threads import limit_process_threads
 
-    torch.set_num_threads(1)
+    limit_process_threads(1)
     tmp = None
     prep_out = Path(args.prep_out) if args.prep_out else None
     if prep_out is None:

@@ -26,6 +26,7 @@ sys.path.insert(0, str(REPO))
 
 from prep import media  # noqa: E402
 from prep.config import PrepConfig  # noqa: E402
+from prep.faces import FaceConfig  # noqa: E402
 from prep.job import run_prep  # noqa: E402
 
 
@@ -80,7 +81,7 @@ def main() -> None:
     res["end_to_end_dask_fps_per_core"] = n / t / args.workers
     res["frames"] = n
     if not args.skip_baseline:
-        per_frame = PrepConfig(faces={"detect_every": 1, "full_detect_every": 1})
+        per_frame = PrepConfig(faces=FaceConfig(detect_every=1, full_detect_every=1))
         n, t = end_to_end(src, per_frame, scheduler="inline")
         res["per_frame_detection_fps_per_core"] = n / t
         res["ratio_end_to_end_vs_per_frame_detection"] = res["end_to_end_fps_per_core"] / (n / t)

@@ -1,6 +1,8 @@
 """data_cards: Hugging Face dataset cards for talkbench prep outputs (write and check).
 
-``write_card`` and ``check_card`` are imported on first use, so ``data_cards.cli`` stays cheap to import.
+A layer-3 package: it reads prep outputs only through :class:`prep.output.PrepOutput` and uses
+:mod:`talkbase` for escaping and atomic writes. ``write_card`` and ``check_card`` are imported on first use,
+so ``import data_cards`` (and the ``talkbench card`` command) stays cheap.
 """
 from __future__ import annotations
 

@@ -4,7 +4,8 @@ The YAML front matter follows the Hub's dataset-card metadata (license, tags, ta
 size_categories, source_datasets, annotations_creators, ``configs`` pointing at the shard files,
 ``dataset_info`` features from the shards' real Arrow schema) plus a ``talkbench`` block with the facts
 ``talkbench card --check`` verifies (config hash, counts, every shard with rows + sha256). The body is
-computed from the shards and the manifest; the same inputs give the same bytes.
+computed from the shards and the manifest (read through :class:`prep.output.PrepOutput`); the same inputs
+give the same bytes.
 """
 from __future__ import annotations
 
@@ -15,7 +16,11 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from .stats import QA_COLUMNS, compute_stats, parquet_rows_and_bytes, qa_plot_png
+from talkbase.escape import md
+from talkbase.fileio import atomic_write_bytes
+from talkbase.paths import join_inside
+
+from .stats import QA_COLUMNS, ListedShards, compute_stats, open_prep, parquet_rows_and_bytes, qa_plot_png
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +29,7 @@ PLOT_FILE = "dataset_card_qa.png"
 CARD_FORMAT = "talkbench-card/1"
 DEFAULT_LICENSE_NAME = "source-video-terms"
 TAGS = ["talking-face", "lip-sync", "audio-visual", "face-landmarks", "3dmm", "video", "audio", "talkbench"]
+TAG_3DMM = "3dmm"  # only when the prep output has 3DMM coefficients (manifest config faces.fit_3dmm)
 TASK_CATEGORIES = ["image-to-video", "any-to-any"]
 KIND_ORDER = ("clips", "frames", "failures")
 
@@ -144,24 +150,36 @@ def real_schema(prep_out: Path, entries: list[dict]) -> pa.Schema:
     """The Arrow schema stored in the first shard of a kind (metadata dropped)."""
     import pyarrow.parquet as pq
 
-    return pq.read_schema(prep_out / entries[0]["path"]).remove_metadata()
+    return pq.read_schema(shard_path(prep_out, entries[0]["path"])).remove_metadata()
 
 
-def gather(prep_out) -> dict:
-    """Everything the card says: manifest, shard facts (rows, bytes, real schemas) and statistics."""
-    from prep.shards import read_manifest
+def shard_path(prep_out: Path, rel) -> Path:
+    """A manifest shard path inside ``prep_out`` (raises ValueError for one that would leave it)."""
+    p = join_inside(prep_out, rel) if isinstance(rel, str) else None
+    if p is None:
+        raise ValueError(f"manifest shard path {rel!r} leaves {prep_out}")
+    return p
 
-    prep_out = Path(prep_out)
-    manifest = read_manifest(prep_out)
+
+def gather(prep) -> dict:
+    """Everything the card says: manifest, shard facts (rows, bytes, real schemas) and statistics.
+
+    ``prep``: a :class:`prep.output.PrepOutput` or its path. Statistics come from the shards the manifest
+    lists (a stray file beside them is not counted).
+    """
+    po = open_prep(prep)
+    manifest = po.manifest
     entries = _shard_entries(manifest)
-    kinds = {}
+    kinds, files = {}, {}
     for kind, es in entries.items():
-        rows_bytes = [parquet_rows_and_bytes(prep_out / e["path"]) for e in es]
-        kinds[kind] = {"entries": es, "schema": real_schema(prep_out, es), "pattern": data_files_pattern(kind, es),
+        paths = [shard_path(po.path, e["path"]) for e in es]
+        rows_bytes = [parquet_rows_and_bytes(p) for p in paths]
+        files[kind] = paths
+        kinds[kind] = {"entries": es, "schema": real_schema(po.path, es), "pattern": data_files_pattern(kind, es),
                        "rows": sum(r for r, _ in rows_bytes), "num_bytes": sum(b for _, b in rows_bytes),
-                       "download_size": sum((prep_out / e["path"]).stat().st_size for e in es)}
-    files = {kind: [prep_out / e["path"] for e in k["entries"]] for kind, k in kinds.items()}
-    return {"manifest": manifest, "kinds": kinds, "stats": compute_stats(prep_out, files)}
+                       "download_size": sum(p.stat().st_size for p in paths)}
+    return {"manifest": manifest, "kinds": kinds, "has_3dmm": po.has_3dmm,
+            "stats": compute_stats(ListedShards(po, files))}
 
 
 # ---------------------------------------------------------------- front matter
@@ -184,7 +202,7 @@ def front_matter(facts: dict, *, pretty_name: str, license: str, license_name: s
         if license_link:
             meta["license_link"] = license_link
     meta |= {
-        "tags": TAGS,
+        "tags": [t for t in TAGS if t != TAG_3DMM or facts["has_3dmm"]],
         "task_categories": TASK_CATEGORIES,
         "size_categories": [size_category(stats["clips"])],
         "source_datasets": source_datasets,
@@ -218,8 +236,6 @@ def dump_yaml(meta: dict) -> str:
 # ---------------------------------------------------------------- body
 
 def _cell(text) -> str:
-    from leaderboard.escape import md
-
     return md(text, 200)
 
 
@@ -275,7 +291,7 @@ def render_body(facts: dict, *, pretty_name: str, license: str, license_name: st
         "Per clip: 16 kHz audio features (Wav2Lip log-mel, SyncNet "
         f"MFCC) and QA measurements. Per frame: an aligned face crop ({crop_sizes} px, {_cell(crop_codec)}), "
         "68 landmarks in crop and source coordinates, the crop's affine transform, and "
-        + ("3DMM coefficients (BFM / 3DDFA basis: 40 identity, 10 expression, pose)" if st["frames_with_3dmm"]
+        + ("3DMM coefficients (BFM / 3DDFA basis: 40 identity, 10 expression, pose)" if facts["has_3dmm"]
            else "no 3DMM coefficients (the fit was not run: the `mm_*` columns are null)")
         + ". All annotations are machine-generated; "
         "there are no human labels. Built for training and evaluating audio-driven lip-sync models "
@@ -400,24 +416,22 @@ def write_card(prep_out, *, license: str = "other", license_name: str | None = N
                source_datasets: list[str] | None = None) -> Path:
     """Write ``PREP_OUT/README.md`` (+ ``PREP_OUT/dataset_card_qa.png``) and return the card's path.
 
-    ``license`` is a Hub licence id; the default ``other`` with ``license_name`` says that the shards inherit
-    the source videos' terms. ``source_datasets`` defaults to ``["original"]``.
+    ``prep_out``: the prep output folder (or its :class:`prep.output.PrepOutput`). ``license`` is a Hub
+    licence id; the default ``other`` with ``license_name`` says that the shards inherit the source videos'
+    terms. ``source_datasets`` defaults to ``["original"]``.
     """
-    from prep.shards import atomic_write_bytes
-
-    prep_out = Path(prep_out)
-    facts = gather(prep_out)
-    pretty = pretty_name or f"{prep_out.resolve().name} (talkbench talking-face shards)"
+    po = open_prep(prep_out)
+    facts = gather(po)
+    pretty = pretty_name or f"{po.path.resolve().name} (talkbench talking-face shards)"
     sources = list(source_datasets or ["original"])
     meta = front_matter(facts, pretty_name=pretty, license=license, license_name=license_name,
                         license_link=license_link, source_datasets=sources)
     body = render_body(facts, pretty_name=pretty, license=license, license_name=license_name,
                        source_datasets=sources)
-    atomic_write_bytes(prep_out / PLOT_FILE, qa_plot_png(facts["stats"]))
-    card = prep_out / CARD_FILE
-    atomic_write_bytes(card, ("---\n" + dump_yaml(meta) + "---\n\n" + body).encode("utf-8"))
-    for p in (card, prep_out / PLOT_FILE):
-        p.chmod(0o644)
+    # world-readable: a card is meant to be published with its shards
+    atomic_write_bytes(po.path / PLOT_FILE, qa_plot_png(facts["stats"]), mode=0o644)
+    card = po.path / CARD_FILE
+    atomic_write_bytes(card, ("---\n" + dump_yaml(meta) + "---\n\n" + body).encode("utf-8"), mode=0o644)
     log.info("card: %s (%d clips, %d frames, %.3f h)", card, facts["stats"]["clips"], facts["stats"]["frames"],
              facts["stats"]["hours"])
     return card

@@ -1,9 +1,11 @@
 """Validate a dataset card against its shards: ``check_card(prep_out) -> list of problems`` (empty = OK)."""
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path, PurePosixPath
+
+from talkbase.fileio import sha256_file
+from talkbase.paths import join_inside
 
 from .card import CARD_FILE, CARD_FORMAT, PLOT_FILE, data_files_pattern, hf_features, size_category
 
@@ -27,17 +29,7 @@ def read_front_matter(text: str) -> dict:
 
 
 def _safe_path(prep_out: Path, rel) -> Path | None:
-    if not isinstance(rel, str) or not rel or "\\" in rel:
-        return None
-    p = PurePosixPath(rel)
-    if p.is_absolute() or ".." in p.parts:
-        return None
-    full = prep_out / Path(*p.parts)
-    try:
-        full.resolve().relative_to(prep_out.resolve())
-    except ValueError:
-        return None
-    return full
+    return join_inside(prep_out, rel) if isinstance(rel, str) else None
 
 
 def _check_shards(prep_out: Path, manifest: dict, problems: list[str]) -> dict[str, list[dict]]:
@@ -48,7 +40,6 @@ def _check_shards(prep_out: Path, manifest: dict, problems: list[str]) -> dict[s
     import pyarrow.parquet as pq
 
     from prep.schema import SCHEMAS
-    from prep.shards import sha256_file
 
     shards = manifest.get("shards")
     if not isinstance(shards, dict):
@@ -103,20 +94,23 @@ def check_card(prep_out) -> list[str]:
     hours, size category, ``configs`` data files and ``dataset_info`` features match the shards; the QA plot
     exists.
     """
-    import pyarrow.parquet as pq
+    from prep.output import MANIFEST, NotAPrepOutput, PrepOutput
 
-    from .stats import compute_stats
+    from .stats import ListedShards, compute_stats
 
-    prep_out = Path(prep_out)
+    if isinstance(prep_out, PrepOutput):
+        po = prep_out
+    else:
+        man_path = Path(prep_out) / MANIFEST
+        if not man_path.is_file():
+            return [f"{man_path}: missing (not a finished prep output)"]
+        try:
+            po = PrepOutput.open(prep_out)
+        except (OSError, NotAPrepOutput) as e:
+            return [f"{MANIFEST}: unreadable ({e})"]
+    prep_out, manifest = po.path, po.manifest
     problems: list[str] = []
     card = prep_out / CARD_FILE
-    man_path = prep_out / "manifest.json"
-    if not man_path.is_file():
-        return [f"{man_path}: missing (not a finished prep output)"]
-    try:
-        manifest = json.loads(man_path.read_text())
-    except (OSError, ValueError) as e:
-        return [f"manifest.json: unreadable ({e})"]
     if not card.is_file():
         return [f"{CARD_FILE}: missing (run `talkbench card {prep_out}`)"]
     try:
@@ -155,8 +149,8 @@ def check_card(prep_out) -> list[str]:
     for key, kind in (("clips", "clips"), ("frames", "frames"), ("failed", "failures")):
         if key in counts and kind in rows and counts[key] != rows[kind]:
             problems.append(f"manifest.json: counts.{key} = {counts[key]} but its {kind} shards hold {rows[kind]} rows")
-    readable = {k: [prep_out / e["path"] for e in es] for k, es in shards.items()}
-    stats = compute_stats(prep_out, readable) if "clips" in shards else None
+    readable = ListedShards(po, {k: [prep_out / e["path"] for e in es] for k, es in shards.items()})
+    stats = compute_stats(readable) if "clips" in shards else None
     card_counts = tb.get("counts") or {}
     if stats is not None:
         actual = {"clips": stats["clips"], "frames": stats["frames"], "failed": stats["failures"]}
@@ -172,7 +166,7 @@ def check_card(prep_out) -> list[str]:
         if meta.get("size_categories") != [size_category(stats["clips"])]:
             problems.append(f"{CARD_FILE}: size_categories {meta.get('size_categories')} should be "
                             f"[{size_category(stats['clips'])}] for {stats['clips']} clips")
-        ids = [i for f in readable["clips"] for i in pq.read_table(f, columns=["clip_id"]).column("clip_id").to_pylist()]
+        ids = readable.clips_table(["clip_id"]).column("clip_id").to_pylist()
         if len(set(ids)) != len(ids):
             problems.append("clips: duplicate clip_id values")
 

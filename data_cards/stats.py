@@ -8,6 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
+from prep.output import PrepOutput
+from prep.schema import FAILURES_SCHEMA
+
 QA_COLUMNS = {  # column -> (label, unit)
     "qa_face_fraction": ("frames with a face", "fraction"),
     "qa_face_size": ("face size (median box side)", "source px"),
@@ -36,37 +39,44 @@ def _counts(values) -> dict[str, int]:
     return {k: c[k] for k in sorted(c, key=lambda k: (-c[k], k))}
 
 
-def _read(files: list[Path], columns: list[str] | None = None) -> dict:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+class ListedShards(PrepOutput):
+    """A prep output read through :class:`prep.output.PrepOutput`, restricted to the given shard files of each
+    kind (``clips``, ``frames``, ``failures``): the manifest's list when writing a card, the verified ones
+    when checking it, so that neither reads a stray or corrupt file."""
 
-    if not files:
-        return {}
-    names = set(pq.read_schema(files[0]).names)
-    cols = None if columns is None else [c for c in columns if c in names]
-    return pa.concat_tables([pq.read_table(f, columns=cols) for f in files]).to_pydict()
+    def __init__(self, prep: PrepOutput, files: dict[str, list[Path]]):
+        super().__init__(prep.path, prep.manifest)
+        self._files = {k: list(v) for k, v in files.items()}
+
+    def shard_files(self, kind: str) -> list[Path]:
+        return list(self._files.get(kind, []))
+
+    def failures(self):
+        return super().failures() if self._files.get("failures") else FAILURES_SCHEMA.empty_table()
 
 
-def compute_stats(prep_out, files: dict[str, list[Path]] | None = None) -> dict:
-    """Clips, frames, hours, identities, face size, QA distributions, sources and failures of ``prep_out``.
+def open_prep(prep) -> PrepOutput:
+    """``prep`` itself when it is a :class:`PrepOutput`, else the prep output at that path."""
+    return prep if isinstance(prep, PrepOutput) else PrepOutput.open(prep)
 
-    ``files``: the shard files of each kind (``clips``, ``frames``, ``failures``) to read, e.g. those listed in
-    the manifest; default: the prep readers' layout. Frames are streamed (only ``face_found`` /
-    ``num_faces``), so memory stays bounded on large outputs.
+
+def compute_stats(prep, files: dict[str, list[Path]] | None = None) -> dict:
+    """Clips, frames, hours, identities, face size, QA distributions, sources and failures of a prep output.
+
+    ``prep``: a :class:`PrepOutput` or its path. ``files``: the shard files of each kind (``clips``,
+    ``frames``, ``failures``) to read, e.g. those listed in the manifest; default: every shard the prep
+    output has. Frames are streamed (only ``face_found`` / ``num_faces`` / ``mm_residual``), so memory stays
+    bounded on large outputs.
     """
-    from prep.shards import iter_frame_batches, shard_files
-
-    prep_out = Path(prep_out)
-    if files is None:
-        fail = prep_out / "failures.parquet"
-        files = {"clips": shard_files(prep_out, "clips"), "frames": shard_files(prep_out, "frames"),
-                 "failures": [fail] if fail.is_file() else []}
-    clips = _read(files.get("clips", []), CLIP_COLUMNS)
+    po = open_prep(prep)
+    if files is not None:
+        po = ListedShards(po, files)
+    clips = po.clips_table(CLIP_COLUMNS).to_pydict()
     n = len(clips.get("clip_id", []))
     col = lambda name: clips.get(name, [None] * n)  # noqa: E731
     frames = with_face = with_3dmm = 0
     faces_per_frame: Counter = Counter()
-    for b in iter_frame_batches(prep_out, ["face_found", "num_faces", "mm_residual"], files=files.get("frames", [])):
+    for b in po.frame_batches(["face_found", "num_faces", "mm_residual"]):
         frames += b.num_rows
         with_3dmm += b.num_rows - b.column("mm_residual").null_count
         ff = b.column("face_found").to_numpy(zero_copy_only=False)
@@ -74,7 +84,7 @@ def compute_stats(prep_out, files: dict[str, list[Path]] | None = None) -> dict:
         faces_per_frame.update(int(x) if x is not None else -1 for x in b.column("num_faces").to_pylist())
     durations = [d for d in col("duration_s") if d is not None]
     speakers = [s for s in col("speaker") if s]
-    failures = _read(files.get("failures", []), ["source_path", "stage"])
+    failures = po.failures().select(["source_path", "stage"]).to_pydict()
     flags = Counter(f for fl in col("qa_flags") if fl for f in fl)
     qa_pass = Counter("unknown" if p is None else ("pass" if p else "fail") for p in col("qa_pass"))
     res = [f"{w}x{h}" if w and h else None for w, h in zip(col("src_width"), col("src_height"))]

@@ -22,12 +22,14 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .protocol import SubmissionLimits
+from talkbase.paths import is_inside, unsafe_relative_id
+from talkbase.timebase import FPS
+
+from .config import SubmissionLimits
 
 log = logging.getLogger(__name__)
 
 EXTENSION = ".mp4"
-FPS = 25.0
 ASPECT_TOLERANCE = 0.01  # relative; another size with the same framing is rescaled, another framing is not
 
 
@@ -55,39 +57,17 @@ def _skip(clip_id, path, code: str, reason: str) -> dict:
     return {"clip_id": clip_id, "path": path, "code": code, "reason": reason}
 
 
-def unsafe_clip_id(clip_id: str) -> str | None:
-    """Why ``clip_id`` cannot name a file inside DIR, or None when it can."""
-    if not isinstance(clip_id, str) or not clip_id:
-        return "empty clip id"
-    if "\x00" in clip_id or "\\" in clip_id:
-        return "clip id contains a NUL or backslash"
-    if clip_id.startswith("/"):
-        return "absolute clip id"
-    parts = clip_id.split("/")
-    if any(p in ("", ".", "..") for p in parts):
-        return "clip id has an empty, '.' or '..' path component (would leave the submission dir)"
-    return None
-
-
-def _inside(path: Path, root: Path) -> bool:
-    try:
-        path.relative_to(root)
-        return True
-    except ValueError:
-        return False
-
-
 def locate(root: Path, clip_id: str) -> tuple[Path | None, dict | None]:
     """The real path of ``clip_id``'s file inside ``root`` (already resolved), or a skip record."""
     rel = f"{clip_id}{EXTENSION}"
-    bad = unsafe_clip_id(clip_id)
+    bad = unsafe_relative_id(clip_id)
     if bad:
-        return None, _skip(clip_id, rel, "unsafe_path", bad)
+        return None, _skip(clip_id, rel, "unsafe_path", f"clip id {bad}")
     candidate = root.joinpath(*clip_id.split("/")[:-1], clip_id.split("/")[-1] + EXTENSION)
     if not os.path.lexists(candidate):
         return None, _skip(clip_id, rel, "missing", "no submission file for this reference clip")
     real = Path(os.path.realpath(candidate))
-    if not _inside(real, root):
+    if not is_inside(real, root):
         return None, _skip(clip_id, rel, "unsafe_path",
                            "path resolves outside the submission dir (symlink not followed)")
     if not real.exists():
@@ -162,11 +142,10 @@ def _check_video(clip_id: str, rel: str, real: Path, ref_frames: int, mode: str,
 
 def reference_clip_info(reference_out, split: str | None = None) -> dict[str, dict]:
     """``{clip_id: {"num_frames", "width", "height"}}`` of the reference prep output (one split, or all)."""
-    from prep.shards import read_clips
+    from prep.output import PrepOutput
 
-    t = read_clips(reference_out, ["clip_id", "num_frames", "src_width", "src_height", "split"]).to_pylist()
-    return {r["clip_id"]: {"num_frames": int(r["num_frames"]), "width": r["src_width"], "height": r["src_height"]}
-            for r in t if split is None or r["split"] == split}
+    return {c.clip_id: {"num_frames": c.num_frames, "width": c.src_width, "height": c.src_height}
+            for c in PrepOutput.open(reference_out).clips(split)}
 
 
 def validate_submission(reference_out, submission_dir, mode: str = "reconstruction",
@@ -220,5 +199,5 @@ def count_skips(skipped: list[dict]) -> dict[str, int]:
     return dict(sorted(out.items()))
 
 
-__all__ = ["SubmissionVideo", "validate_submission", "locate", "unsafe_clip_id", "count_skips",
+__all__ = ["SubmissionVideo", "validate_submission", "locate", "count_skips",
            "reference_clip_info", "EXTENSION"]

@@ -16,7 +16,7 @@ The audio of a track is samples ``[start · 640, stop · 640)`` (upstream cuts `
 
 Differences from running syncnet_python itself, by design: boxes come from our face backend
 (``prep.faces``, dlib by default) unless the evaluation asks for ``lse_detector="s3fd"`` (upstream's S3FD
-at 0.25 scale, ``evalkit.s3fd``, when ``sfd_face.pth`` is available); the whole clip is one shot (no
+at 0.25 scale, ``evalkit.nets.s3fd``, when ``sfd_face.pth`` is available); the whole clip is one shot (no
 PySceneDetect; benchmark clips are single-shot); and the lossy intermediate files (25 fps MPEG-4 AVI,
 ``-qscale 2`` JPEGs, XVID crop video) are skipped — crops go straight to the scorer.
 
@@ -30,13 +30,14 @@ from typing import Sequence
 
 import numpy as np
 
+from talkbase.timebase import SAMPLES_PER_FRAME
+
 log = logging.getLogger(__name__)
 
 CROP_SIZE = 224
 PAD_VALUE = 110
 CROP_SCALE = 0.4
 MEDIAN_KERNEL = 13
-SAMPLES_PER_FRAME = 640  # 16 kHz / 25 fps
 
 PIPELINE_PROTOCOL = dict(impl="syncnet_python run_pipeline.py", detector="prep.faces dlib", crop_scale=CROP_SCALE,
                          iou_threshold=0.5, num_failed_det=25, min_track=100, min_face_size=100,
@@ -177,7 +178,7 @@ def pipeline_crops(frames: Sequence[np.ndarray], detections: Sequence, min_track
 
 def detect_faces(frames: Sequence[np.ndarray], backend: str = "dlib", scale: float = 1.0, **backend_kw) -> list:
     """Per-frame (k, 5) boxes from a ``prep.faces`` backend (stands in for upstream's S3FD), or from
-    upstream's S3FD itself with ``backend="s3fd"`` (needs ``sfd_face.pth``; ``evalkit.s3fd``; pass
+    upstream's S3FD itself with ``backend="s3fd"`` (needs ``sfd_face.pth``; ``evalkit.nets.s3fd``; pass
     ``scale=0.25`` for upstream's ``facedet_scale``)."""
     if backend == "s3fd":
         from .s3fd import S3FDDetector, load_s3fd

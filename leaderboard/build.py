@@ -6,11 +6,13 @@ filesystem lists files in, or the time of the build), so rebuilding gives byte-i
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
+from talkbase import __version__
+from talkbase.fileio import atomic_write_bytes
+
 from .registry import collect
-from .tables import DIRECTIONS, build_benchmarks
+from .tables import build_benchmarks
 
 log = logging.getLogger(__name__)
 
@@ -24,11 +26,8 @@ def _caption(bench, name: str) -> str:
 
 
 def _write(path: Path, data: bytes) -> None:
-    """Atomic write, then world-readable: a site is meant to be served (temp files are created 0600)."""
-    from prep.shards import atomic_write_bytes
-
-    atomic_write_bytes(path, data)
-    os.chmod(path, 0o644)
+    """Atomic write, world-readable: a site is meant to be served."""
+    atomic_write_bytes(path, data, mode=0o644)
 
 
 def build_leaderboard(results_root, out_dir, registry=None, plots: bool = True) -> dict:
@@ -39,16 +38,17 @@ def build_leaderboard(results_root, out_dir, registry=None, plots: bool = True) 
     ``{"markdown", "csv", "html", "plots": [...], "benchmarks", "accepted", "ranked", "not_ranked",
     "rejected": [{"path", "reason"}], "warnings": [...]}``.
     """
-    from talkbench import __version__
-
-    from .render_csv import render_csv
+    from .render_csv import metric_keys, render_csv
     from .render_html import render_html
     from .render_md import render_markdown
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    collection = collect(results_root, registry, expected_directions=DIRECTIONS)
+    collection = collect(results_root, registry)
     benchmarks = build_benchmarks(collection)
+    for key in metric_keys(benchmarks)[1]:
+        collection.warnings.append(f"metric {key!r}: its CSV fields clash with other fields; "
+                                   "left out of leaderboard.csv")
 
     plot_files: dict[str, dict[str, tuple[bytes, str]]] = {}
     if plots:

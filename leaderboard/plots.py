@@ -11,9 +11,10 @@ import math
 
 import numpy as np
 
-from .escape import clean_text
+from talkbase.escape import clean_text
+
 from .registry import Submission
-from .tables import COLUMNS, Benchmark, Column, Table
+from .tables import Benchmark, Column, Table, arrow
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ def _png(fig) -> bytes:
 
 
 def _metric_title(col: Column, table: Table) -> str:
-    t = f"{col.label} {'↑' if col.higher_is_better else '↓'}"
+    t = f"{clean_text(col.label, 40)} {arrow(col)}"
     return t + " (uncalibrated)" if col.key in table.uncalibrated else t
 
 
@@ -98,7 +99,7 @@ def distributions_png(table: Table, title: str) -> bytes | None:
     from matplotlib.figure import Figure
 
     subs = [r.sub for r in table.rows]
-    cols = [c for c in COLUMNS if any(c.key in s.metrics and s.metrics[c.key].computed
+    cols = [c for c in table.headline if any(c.key in s.metrics and s.metrics[c.key].computed
                                       and math.isfinite(s.metrics[c.key].value) for s in subs)]
     if not subs or not cols:
         return None
@@ -143,8 +144,12 @@ def distributions_png(table: Table, title: str) -> bytes | None:
     return _png(fig)
 
 
+SYNC_KEYS = ("lse_c", "lse_d", "sync_inhouse")  # y axis of the sync-vs-FID plot: the first one reported
+
+
 def sync_vs_fid_png(table: Table, title: str) -> bytes | None:
-    """FID (x) against the sync confidence LSE-C (y; LSE-D or in-house sync when LSE-C is absent)."""
+    """FID (x) against the sync confidence LSE-C (y; LSE-D or in-house sync when LSE-C is absent); axis
+    labels and directions are the results files' own (the table's columns)."""
     from matplotlib.figure import Figure
 
     subs = [r.sub for r in table.rows]
@@ -152,8 +157,9 @@ def sync_vs_fid_png(table: Table, title: str) -> bytes | None:
     def has(s, k):
         return k in s.metrics and s.metrics[k].computed and math.isfinite(s.metrics[k].value)
 
-    ykey = next((k for k in ("lse_c", "lse_d", "sync_inhouse") if any(has(s, k) and has(s, "fid") for s in subs)),
-                None)
+    cols = {c.key: c for c in table.columns}
+    ykey = next((k for k in SYNC_KEYS
+                 if k in cols and "fid" in cols and any(has(s, k) and has(s, "fid") for s in subs)), None)
     if ykey is None:
         return None
     pts = [s for s in subs if has(s, ykey) and has(s, "fid")]
@@ -175,11 +181,10 @@ def sync_vs_fid_png(table: Table, title: str) -> bytes | None:
         placed.append(here)
         ax.annotate(_label(s, 22), (fx.value, sy.value), textcoords="offset points", xytext=(6, 4 - 11 * crowd),
                     fontsize=8)
-    names = {"lse_c": "LSE-C ↑ (sync confidence)", "lse_d": "LSE-D ↓ (sync distance)",
-             "sync_inhouse": "in-house sync ↑ (in-domain)"}
-    ax.set_ylabel(names[ykey] + (" (uncalibrated)" if ykey in table.uncalibrated else ""))
+    ax.set_ylabel(f"{clean_text(cols[ykey].label, 40)} {arrow(cols[ykey])}"
+                  + (" (uncalibrated)" if ykey in table.uncalibrated else ""))
     uncal = " (UNCALIBRATED: not comparable to published FID)" if "fid" in table.uncalibrated else ""
-    ax.set_xlabel("FID ↓" + uncal)
+    ax.set_xlabel(f"{clean_text(cols['fid'].label, 40)} {arrow(cols['fid'])}" + uncal)
     ax.margins(x=0.2, y=0.12)
     ax.grid(alpha=0.3)
     handles = [ax.scatter([], [], color=c, label=k) for k, c in KIND_COLORS.items()

@@ -1,17 +1,18 @@
 """index.html: one self-contained static page (inline CSS, PNG plots as data: URIs, no scripts).
 
 A Content-Security-Policy meta tag forbids every script and remote load, so even a missed escape could
-not run code; all submitter text still goes through :func:`leaderboard.escape.h`.
+not run code; all submitter text still goes through :func:`talkbase.escape.h`.
 """
 from __future__ import annotations
 
 import base64
 
-from .escape import h, safe_url
+from talkbase.escape import h, safe_url
+
 from .registry import Collection
 from .render_md import INTRO
-from .tables import (COLUMNS, PROTOCOL_SOURCE, Benchmark, Row, Table, arrow,
-                     fmt_counts, fmt_metric, skipped_reason, weights_line)
+from .tables import (PROTOCOL_SOURCE, Benchmark, Row, Table, arrow, fmt_counts, fmt_metric, skipped_reason,
+                     weights_line)
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
 
@@ -48,8 +49,8 @@ footer{margin-top:3rem;font-size:.8rem;color:#868e96}
 
 def _header(table: Table) -> str:
     cells = ["<th>Submission</th>", "<th>Kind</th>", "<th>Model</th>", "<th>Date</th>"]
-    for c in COLUMNS:
-        label = f"{h(c.label)} {arrow(c)}"
+    for c in table.headline:
+        label = f"{h(c.label, 60)} {arrow(c)}"
         if c.key in table.uncalibrated:
             label += ' <span class="uncal" title="computed with uncalibrated weights">uncalibrated</span>'
         cells.append(f'<th class="metric" data-metric="{c.key}">{label}</th>')
@@ -71,7 +72,7 @@ def _row(row: Row, table: Table) -> str:
     s = row.sub
     cells = [_name_cell(row), f'<td><span class="kind">{h(s.kind)}</span></td>',
              f"<td>{h(s.model, 80)}</td>", f'<td class="date">{h(s.date, 20)}</td>']
-    for c in COLUMNS:
+    for c in table.headline:
         v = h(fmt_metric(s, c))
         why = skipped_reason(s, c)
         classes = ["num"]
@@ -93,10 +94,10 @@ def _row(row: Row, table: Table) -> str:
 def _skips(table: Table) -> str:
     items = []
     for row in table.rows:
-        for c in COLUMNS:
+        for c in table.headline:
             why = skipped_reason(row.sub, c)
             if why and why != "not reported":
-                items.append(f"<li>{h(row.sub.name, 60)} — {h(c.label)}: {h(why, 200)}</li>")
+                items.append(f"<li>{h(row.sub.name, 60)} — {h(c.label, 60)}: {h(why, 200)}</li>")
     return f'<ul class="skips">{"".join(items)}</ul>\n' if items else ""
 
 
@@ -120,10 +121,9 @@ def _benchmark(b: Benchmark, plots: dict[str, tuple[bytes, str]]) -> str:
     out = [f'<section class="benchmark" id="bench-{b.slug}">\n<h2>{h(b.title)}</h2>\n<dl class="protocol">',
            f"<dt>Reference shards sha256</dt><dd><code>{b.reference_shards_sha256}</code></dd>",
            f"<dt>Protocol</dt><dd>{h(b.protocol_version, 60)}, hash <code>{b.protocol_hash}</code> ({source})</dd>"]
-    for w in weights_line(b.weights):
-        label, _, rest = w.partition(": ")
-        rest_html = h(rest).replace("UNCALIBRATED", '<span class="uncal">uncalibrated</span>')
-        out.append(f"<dt>{h(label)}</dt><dd>{rest_html}</dd>")
+    for label, text in weights_line(b.weights, b.columns):
+        text_html = h(text).replace("UNCALIBRATED", '<span class="uncal">uncalibrated</span>')
+        out.append(f"<dt>{h(label, 60)}</dt><dd>{text_html}</dd>")
     out.append("</dl>\n<h3>Ranked</h3>\n")
     out.append(_table(b.ranked, b.slug))
     for name in sorted(plots):

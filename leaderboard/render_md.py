@@ -1,10 +1,11 @@
 """leaderboard.md: the same tables as the site, as GitHub-flavoured Markdown (all submitter text escaped)."""
 from __future__ import annotations
 
-from .escape import md, md_url, safe_url
+from talkbase.escape import md, md_url, safe_url
+
 from .registry import Collection
-from .tables import (COLUMNS, PROTOCOL_SOURCE, Benchmark, Row, Table, arrow,
-                     fmt_counts, fmt_metric, skipped_reason, weights_line)
+from .tables import (PROTOCOL_SOURCE, Benchmark, Row, Table, arrow, fmt_counts, fmt_metric, skipped_reason,
+                     weights_line)
 
 INTRO = ("Mean ± standard error over scored videos. ↑ higher is better, ↓ lower is better. "
          "(k) is the rank among models and baselines; {bold} is the best value. Ground-truth rows are "
@@ -15,8 +16,8 @@ INTRO = ("Mean ± standard error over scored videos. ↑ higher is better, ↓ l
 
 def _header(table: Table) -> str:
     cols = []
-    for c in COLUMNS:
-        label = f"{c.label} {arrow(c)}"
+    for c in table.headline:
+        label = f"{md(c.label, 60)} {arrow(c)}"
         if c.key in table.uncalibrated:
             label += " (uncalibrated)"
         cols.append(label)
@@ -38,7 +39,7 @@ def _submission_cell(row: Row) -> str:
 def _row(row: Row, table: Table) -> str:
     s = row.sub
     cells = [_submission_cell(row), md(s.kind), md(s.model, 80), md(s.date, 20)]
-    for c in COLUMNS:
+    for c in table.headline:
         v = fmt_metric(s, c)
         if table.ranked and c.key in row.best:
             v = f"**{v}**"
@@ -54,10 +55,10 @@ def _row(row: Row, table: Table) -> str:
 def _skips(table: Table) -> str:
     lines = []
     for row in table.rows:
-        for c in COLUMNS:
+        for c in table.headline:
             why = skipped_reason(row.sub, c)
             if why and why != "not reported":
-                lines.append(f"- {md(row.sub.name, 60)} — {c.label}: {md(why, 200)}\n")
+                lines.append(f"- {md(row.sub.name, 60)} — {md(c.label, 60)}: {md(why, 200)}\n")
     return ("Not computed:\n\n" + "".join(lines) + "\n") if lines else ""
 
 
@@ -72,8 +73,8 @@ def _benchmark_md(b: Benchmark, plots: dict[str, str]) -> str:
     out = [f"## {md(b.title)}\n\n",
            f"- Reference shards sha256: `{b.reference_shards_sha256}`\n",
            f"- Protocol: {md(b.protocol_version, 60)}, hash `{b.protocol_hash}` ({source})\n"]
-    for w in weights_line(b.weights):
-        out.append(f"- {md(w)}\n")
+    for label, text in weights_line(b.weights, b.columns):
+        out.append(f"- {md(label, 60)}: {md(text)}\n")
     out.append("\n### Ranked\n\n")
     out.append(_table_md(b.ranked))
     for name, rel in sorted(plots.items()):

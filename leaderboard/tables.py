@@ -1,11 +1,15 @@
 """Grouping accepted results into benchmark tables, deciding what is comparable, and ranking.
 
 A benchmark is one set of reference shards (``reference_shards_sha256``) scored in one mode
-(reconstruction / cross). Its *benchmark protocol* is the registry's declaration, else the protocol its
-ground truth was scored under, else the most common one (ties: the newest protocol version). Each
+(reconstruction / cross / ...). Its *benchmark protocol* is the registry's declaration, else the protocol
+its ground truth was scored under, else the most common one (ties: the newest protocol version). Each
 metric's weights (sha256 + calibrated flag) are fixed the same way. Rows that match are ranked together;
 every other row goes to a separate, unranked table that says why (different protocol version / hash /
-weights / calibration).
+weights / calibration / direction).
+
+The leaderboard keeps no table of metrics: the columns of a benchmark are the metrics its results files
+report, in their ``metric_order``, with the heading (``label``), direction (``higher_is_better``),
+precision (``decimals``) and placement (``headline``: a table column, else CSV only) each entry gives.
 """
 from __future__ import annotations
 
@@ -14,19 +18,35 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 
-from .columns import ALL_COLUMNS, COLUMNS, DIRECTIONS, EXTRA_COLUMNS, Column  # noqa: F401 (re-exported)
+from talkbase.results import MetricResult
+
 from .registry import BenchmarkDecl, Collection, Submission
 
-
 KIND_ORDER = {"ground-truth": 0, "baseline": 1, "model": 2}
-
+DEFAULT_DECIMALS = 3
+MAX_DECIMALS = 8
 
 PROTOCOL_SOURCE = {True: "declared in the submission registry",
                    False: "chosen from the results: ground truth, else the most common"}
 
 
+@dataclass(frozen=True)
+class Column:
+    """One metric of a benchmark as the leaderboard shows it."""
+
+    key: str  # metric name in results.json
+    label: str  # heading (untrusted: escaped by every renderer)
+    higher_is_better: bool
+    decimals: int = DEFAULT_DECIMALS
+    headline: bool = True  # a table column; False: CSV only
+
+
 def arrow(col: Column) -> str:
     return "↑" if col.higher_is_better else "↓"
+
+
+def _direction_word(higher: bool) -> str:
+    return "higher is better" if higher else "lower is better"
 
 
 @dataclass
@@ -50,6 +70,11 @@ class Table:
     protocol_hash: str
     weights: dict[str, tuple[str | None, bool]]  # metric -> (sha256, calibrated) of the computed values
     uncalibrated: set[str]
+    columns: tuple[Column, ...] = ()  # the benchmark's columns that these rows report
+
+    @property
+    def headline(self) -> tuple[Column, ...]:
+        return tuple(c for c in self.columns if c.headline)
 
 
 @dataclass
@@ -63,16 +88,79 @@ class Benchmark:
     weights: dict[str, tuple[str | None, bool]]
     ranked: Table
     unranked: list[Table]
+    columns: tuple[Column, ...] = ()  # every metric any of its results files reports, in display order
 
     @property
     def slug(self) -> str:
-        """File-name-safe id (the sha256 and mode are validated, so this is safe)."""
+        """File-name-safe id (the sha256 is validated, the mode is one of a fixed set, so this is safe)."""
         return f"{self.reference_shards_sha256[:12]}-{self.mode}"
 
     @property
     def title(self) -> str:
         return f"{self.name or self.reference_shards_sha256[:12]} · {self.mode}"
 
+
+# ---------------------------------------------------------------- columns from the results files
+
+def _decimals(m: MetricResult) -> int | None:
+    d = m.extra.get("decimals")
+    return d if isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= MAX_DECIMALS else None
+
+
+def _headline(m: MetricResult) -> bool | None:
+    v = m.extra.get("headline")
+    return v if isinstance(v, bool) else None
+
+
+def _vote(values: list):
+    """The most common value; ties go to the one seen first (None when there are no values)."""
+    if not values:
+        return None
+    counts = Counter(values)
+    top = max(counts.values())
+    return next(v for v in values if counts[v] == top)
+
+
+def metric_order(subs: list[Submission]) -> list[str]:
+    """Every metric name of ``subs``: each file's ``metric_order`` merged in first-seen order (by path)."""
+    order: dict[str, None] = {}
+    for s in sorted(subs, key=lambda s: s.path):
+        for k in [*s.metric_order, *sorted(s.metrics)]:
+            if k in s.metrics:
+                order.setdefault(k, None)
+    return list(order)
+
+
+def metric_columns(subs: list[Submission], preferred: list[Submission] | None = None) -> tuple[Column, ...]:
+    """The columns of a group of results files, described by their own metric entries.
+
+    Direction: the majority of the entries (ties: the ground truth's, else the first file's by path), counting
+    only ``preferred`` files (those under the benchmark protocol) when any of them reports the metric. Label,
+    decimals and headline: the most common value among the entries with that direction (fallbacks: the
+    metric name, 3 decimals, headline).
+    """
+    subs = sorted(subs, key=lambda s: s.path)
+    pref = {s.path for s in preferred or []}
+    cols = []
+    for key in metric_order(subs):
+        having = [s for s in subs if key in s.metrics]
+        voters = [s for s in having if s.path in pref] or having
+        dirs = Counter(s.metrics[key].higher_is_better for s in voters)
+        if dirs[True] != dirs[False]:
+            higher = dirs[True] > dirs[False]
+        else:
+            gt = {s.metrics[key].higher_is_better for s in voters if s.kind == "ground-truth"}
+            higher = gt.pop() if len(gt) == 1 else voters[0].metrics[key].higher_is_better
+        agree = [s.metrics[key] for s in voters if s.metrics[key].higher_is_better == higher]
+        label = _vote([m.label for m in agree if m.label.strip()]) or key
+        decimals = _vote([d for d in map(_decimals, agree) if d is not None])
+        headline = _vote([h for h in map(_headline, agree) if h is not None])
+        cols.append(Column(key, label, higher, DEFAULT_DECIMALS if decimals is None else decimals,
+                           True if headline is None else headline))
+    return tuple(cols)
+
+
+# ---------------------------------------------------------------- comparability
 
 def _version_key(v: str):
     """Natural sort key: 'evalkit-1.10' > 'evalkit-1.9'."""
@@ -114,12 +202,14 @@ def _short(sha: str | None) -> str:
     return "none" if sha is None else sha[:12] + "…"
 
 
-def _label(key: str) -> str:
-    return next((c.label for c in ALL_COLUMNS if c.key == key), key)
+def mismatch(sub: Submission, protocol: tuple[str, str], weights: dict,
+             columns: dict[str, Column] | None = None) -> tuple[tuple, str]:
+    """(grouping key, human reason) of how ``sub`` differs from the benchmark protocol; ((), '') if not.
 
-
-def mismatch(sub: Submission, protocol: tuple[str, str], weights: dict) -> tuple[tuple, str]:
-    """(grouping key, human reason) of how ``sub`` differs from the benchmark protocol; ((), '') if not."""
+    Differences: protocol version or hash; a computed metric's weights or calibration; a computed metric
+    whose direction is not the benchmark column's (the minority of the files reporting it).
+    """
+    columns = columns or {}
     key, reasons = [], []
     if sub.protocol_version != protocol[0]:
         key.append(("protocol_version", sub.protocol_version))
@@ -129,21 +219,38 @@ def mismatch(sub: Submission, protocol: tuple[str, str], weights: dict) -> tuple
         reasons.append(f"protocol hash {_short(sub.protocol_hash)} (benchmark: {_short(protocol[1])})")
     for mkey in sorted(sub.metrics):
         m = sub.metrics[mkey]
-        want = weights.get(mkey)
-        if not m.computed or want is None or m.signature == want:
+        if not m.computed:
             continue
-        key.append((mkey, m.signature))
+        col = columns.get(mkey)
+        label = col.label if col is not None else mkey
+        if col is not None and m.higher_is_better != col.higher_is_better:
+            key.append(("direction", mkey, m.higher_is_better))
+            reasons.append(f"{label} {_direction_word(m.higher_is_better)} "
+                           f"(benchmark: {_direction_word(col.higher_is_better)})")
+        want = weights.get(mkey)
+        if want is None or m.signature == want:
+            continue
+        key.append(("weights", mkey, m.signature))
         if m.weights_sha256 != want[0]:
-            reasons.append(f"{_label(mkey)} weights {_short(m.weights_sha256)} (benchmark: {_short(want[0])})")
+            reasons.append(f"{label} weights {_short(m.weights_sha256)} (benchmark: {_short(want[0])})")
         if m.calibrated != want[1]:
             cal = "uncalibrated" if not m.calibrated else "calibrated"
-            reasons.append(f"{_label(mkey)} {cal} (benchmark: {'calibrated' if want[1] else 'uncalibrated'})")
+            reasons.append(f"{label} {cal} (benchmark: {'calibrated' if want[1] else 'uncalibrated'})")
     return tuple(key), "; ".join(reasons)
 
 
-def rank_rows(rows: list[Row]) -> None:
-    """Competition ranks (1, 2, 2, 4) per column among ranked rows with a finite value; best = rank 1."""
-    for col in COLUMNS:
+# ---------------------------------------------------------------- ranking
+
+def rank_rows(rows: list[Row], columns: tuple[Column, ...] | None = None) -> None:
+    """Competition ranks (1, 2, 2, 4) per headline column among ranked rows with a finite value; best = rank 1.
+
+    ``columns``: default the rows' own (:func:`metric_columns`).
+    """
+    if columns is None:
+        columns = metric_columns([r.sub for r in rows])
+    for col in columns:
+        if not col.headline:
+            continue
         vals = [(r.sub.metrics[col.key].value, r) for r in rows
                 if r.ranked and col.key in r.sub.metrics and _is_finite(r.sub.metrics[col.key].value)]
         vals.sort(key=lambda vr: -vr[0] if col.higher_is_better else vr[0])
@@ -166,10 +273,13 @@ def _sort_rows(rows: list[Row]) -> list[Row]:
     return sorted(rows, key=key)
 
 
-def _table(subs: list[Submission], ranked: bool, reason: str | None, protocol: tuple[str, str]) -> Table:
+def _table(subs: list[Submission], ranked: bool, reason: str | None, protocol: tuple[str, str],
+           columns: tuple[Column, ...]) -> Table:
     rows = [Row(s) for s in subs]
+    present = {k for s in subs for k in s.metrics}
+    cols = tuple(c for c in columns if c.key in present)
     if ranked:
-        rank_rows(rows)
+        rank_rows(rows, cols)
     weights = {}
     for s in subs:
         for k, m in s.metrics.items():
@@ -178,14 +288,14 @@ def _table(subs: list[Submission], ranked: bool, reason: str | None, protocol: t
     uncal = {k for k, (_, cal) in weights.items() if not cal}
     if not ranked and subs:
         protocol = (subs[0].protocol_version, subs[0].protocol_hash)
-    return Table(ranked, reason, _sort_rows(rows), protocol[0], protocol[1], weights, uncal)
+    return Table(ranked, reason, _sort_rows(rows), protocol[0], protocol[1], weights, uncal, cols)
 
 
 def build_benchmarks(collection: Collection) -> list[Benchmark]:
     """Benchmarks sorted by (name, reference shards, mode), each with its ranked and unranked tables.
 
-    The benchmark protocol is fixed per (reference shards, mode): evalkit's protocol hash covers the metrics
-    a mode computes, so reconstruction and cross runs of the same shards have different hashes.
+    The benchmark protocol is fixed per (reference shards, mode): the protocol hash covers the metrics a
+    mode computes, so reconstruction and cross runs of the same shards have different hashes.
     """
     groups: dict[tuple[str, str], list[Submission]] = {}
     for s in collection.submissions:
@@ -196,6 +306,8 @@ def build_benchmarks(collection: Collection) -> list[Benchmark]:
         protocol = _canonical_protocol(subs, decl)
         in_protocol = [s for s in subs if (s.protocol_version, s.protocol_hash) == protocol]
         weights = _canonical_weights(in_protocol or subs, decl)
+        columns = metric_columns(subs, in_protocol)
+        by_key = {c.key: c for c in columns}
         if decl is not None and decl.name:
             name = decl.name
         else:
@@ -204,18 +316,28 @@ def build_benchmarks(collection: Collection) -> list[Benchmark]:
             name = min(all_names, key=lambda n: (-all_names[n], n)) if all_names else ""
         ranked, mismatched = [], {}
         for s in sorted(subs, key=lambda s: s.path):
-            key, reason = mismatch(s, protocol, weights)
+            key, reason = mismatch(s, protocol, weights, by_key)
             if key:
                 mismatched.setdefault(key, (reason, []))[1].append(s)
             else:
                 ranked.append(s)
-        unranked = [_table(members, False, reason, protocol) for reason, members in mismatched.values()]
+        unranked = [_table(members, False, reason, protocol, columns) for reason, members in mismatched.values()]
         unranked.sort(key=lambda t: (t.reason, t.rows[0].sub.path))
         out.append(Benchmark(name=name, reference_shards_sha256=sha, mode=mode, declared=decl is not None,
                              protocol_version=protocol[0], protocol_hash=protocol[1], weights=weights,
-                             ranked=_table(ranked, True, None, protocol), unranked=unranked))
+                             ranked=_table(ranked, True, None, protocol, columns), unranked=unranked,
+                             columns=columns))
     out.sort(key=lambda b: (b.name.casefold(), b.name, b.reference_shards_sha256, b.mode))
     return out
+
+
+def csv_columns(benchmarks: list[Benchmark]) -> list[Column]:
+    """Every column of every benchmark (first seen, in benchmark order), one per metric name."""
+    seen: dict[str, Column] = {}
+    for b in benchmarks:
+        for c in b.columns:
+            seen.setdefault(c.key, c)
+    return list(seen.values())
 
 
 # ---------------------------------------------------------------- number formatting (shared by renderers)
@@ -252,15 +374,18 @@ def skipped_reason(sub: Submission, col: Column) -> str | None:
     return None if m.computed else (m.skipped_reason or "not computed")
 
 
-def weights_line(bench_weights: dict[str, tuple[str | None, bool]]) -> list[str]:
-    """'FID: weights abc…, uncalibrated' for each metric that has weights or is uncalibrated."""
+def weights_line(bench_weights: dict[str, tuple[str | None, bool]],
+                 columns: tuple[Column, ...] = ()) -> list[tuple[str, str]]:
+    """(label, 'weights abc…, UNCALIBRATED') for each metric that has weights or is uncalibrated (column order)."""
+    labels = {c.key: c.label for c in columns}
+    order = [c.key for c in columns]
     out = []
-    for key in sorted(bench_weights, key=lambda k: ([c.key for c in ALL_COLUMNS] + [k]).index(k)):
+    for key in sorted(bench_weights, key=lambda k: (order.index(k) if k in order else len(order), k)):
         sha, cal = bench_weights[key]
         if sha is None and cal:
             continue
         parts = [f"weights {sha}" if sha else "no weights hash"]
         if not cal:
             parts.append("UNCALIBRATED")
-        out.append(f"{_label(key)}: {', '.join(parts)}")
+        out.append((labels.get(key, key), ", ".join(parts)))
     return out

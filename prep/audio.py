@@ -12,11 +12,11 @@ from functools import lru_cache
 import numpy as np
 from scipy.signal import lfilter
 
-SAMPLE_RATE = 16000
-FPS = 25.0
+from talkbase.timebase import FPS, MEL_HOP, MEL_WINDOW, SAMPLE_RATE
+
 N_FFT = 800
 WIN = 800
-HOP = 200
+HOP = MEL_HOP
 N_MELS = 80
 FMIN = 55.0
 FMAX = 7600.0
@@ -25,7 +25,7 @@ REF_LEVEL_DB = 20.0
 MIN_LEVEL_DB = -100.0
 MAX_ABS_VALUE = 4.0
 MEL_FPS = SAMPLE_RATE / HOP  # 80 mel frames per second
-MEL_STEP_SIZE = 16  # mel steps per 5-frame window (Wav2Lip syncnet_mel_step_size)
+MEL_STEP_SIZE = MEL_WINDOW  # mel steps per 5-frame window (Wav2Lip syncnet_mel_step_size)
 MFCC_FPS = 100  # python_speech_features default winstep 0.01 s
 MFCC_PER_FRAME = int(MFCC_FPS / FPS)  # 4
 

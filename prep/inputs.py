@@ -14,17 +14,16 @@ VIDEO_EXTENSIONS = {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".m
 class InputItem:
     """One input video. ``clip_id`` is its path relative to the input root, without extension."""
 
-    source_path: str
+    source_path: str  # absolute (symlinks kept: a linked video keeps its name), so shards never depend on the CWD
     clip_id: str
     split: str | None = None
     speaker: str | None = None
 
+    def __post_init__(self):
+        object.__setattr__(self, "source_path", os.path.abspath(self.source_path))
+
     def to_dict(self) -> dict:
         return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "InputItem":
-        return cls(**{k: d.get(k) for k in ("source_path", "clip_id", "split", "speaker")})
 
     @property
     def key(self) -> str:

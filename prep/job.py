@@ -8,22 +8,24 @@ interruptions (SIGKILL included) or retries. Every input ends up as a clip row o
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from talkbase.executor import Executor
+from talkbase.fileio import atomic_write_json, sha256_file
+
 from . import media
 from .config import PrepConfig
 from .errors import NoAudioStream, TalkbenchError
 from .inputs import InputItem, collect_inputs
+from .output import MANIFEST, NotAPrepOutput, PrepOutput
 from .pipeline import (WorkDir, commit_failure, failure_record, finalize_long_clip, process_clip,
                        safe_segment, segment_bounds, source_stat)
 from .schema import SCHEMA_VERSION
-from .shards import (MANIFEST, atomic_write_json, iter_parquet_tables, read_manifest, rows_to_table,
-                     write_shard_set, write_table_atomic)
+from .shards import iter_parquet_tables, rows_to_table, write_shard_set, write_table_atomic
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +56,8 @@ class PrepSummary:
 
 # ---------------------------------------------------------------- the first task of every clip
 
-def start_clip(item: dict, config: dict, work_root: str) -> dict:
+def start_clip(it: InputItem, cfg: PrepConfig, work_root: str) -> dict:
     """Probe a clip; process it in this task when short, else return its segment plan."""
-    it, cfg = InputItem.from_dict(item), PrepConfig.from_dict(config)
     try:
         info = media.probe(it.source_path)
         if not info.has_audio:
@@ -66,77 +67,34 @@ def start_clip(item: dict, config: dict, work_root: str) -> dict:
     src = {"width": info.width, "height": info.height, "src_fps": info.src_fps, "video_codec": info.video_codec}
     bounds = segment_bounds(info.est_num_frames, cfg.segment_frames)
     if len(bounds) == 1:
-        return process_clip(item, config, work_root, src)
+        return process_clip(it, cfg, work_root, src)
     return {"status": "segment", "bounds": bounds, "src_info": src}
 
 
-# ---------------------------------------------------------------- executors
-
-class _InlineExecutor:
-    """Runs tasks in this process, in order (``--scheduler inline``: debugging and profiling)."""
-
-    dashboard_link = None
-
-    def run(self, items, cfg_dict, work_root, on_done):
-        for it in items:
-            res = start_clip(it.to_dict(), cfg_dict, work_root)
-            if res.get("status") == "segment":
-                segs = [safe_segment(it.to_dict(), a, b, cfg_dict, work_root, i)
-                        for i, (a, b) in enumerate(res["bounds"])]
-                res = finalize_long_clip(it.to_dict(), segs, cfg_dict, work_root, res["src_info"])
-            on_done(it, res)
-
-    def close(self):
-        pass
-
-
-class _DaskExecutor:
-    def __init__(self, scheduler=None, n_workers=None, threads_per_worker=1, memory_limit="auto"):
-        from dask.distributed import Client, LocalCluster
-
-        self.cluster = None
-        if scheduler:
-            self.client = Client(scheduler)
-        else:
-            n_workers = n_workers or max(1, (os.cpu_count() or 1) // max(1, threads_per_worker))
-            self.cluster = LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker,
-                                        processes=True, memory_limit=memory_limit, dashboard_address=":0")
-            self.client = Client(self.cluster)
-        self.dashboard_link = self.client.dashboard_link
-
-    def run(self, items, cfg_dict, work_root, on_done):
-        from dask.distributed import as_completed
-
-        by_key = {}
-        futures = []
-        for it in items:
-            f = self.client.submit(start_clip, it.to_dict(), cfg_dict, work_root, key=f"start-{it.key}",
-                                   retries=2, pure=False)
-            by_key[f.key] = ("start", it)
-            futures.append(f)
-        ac = as_completed(futures, with_results=False)
-        for f in ac:
-            kind, it = by_key.pop(f.key)
-            try:
-                res = f.result()
-            except Exception as e:  # noqa: BLE001 — worker died repeatedly, or the task crashed
-                on_done(it, failure_record(it, e, stage="worker"))
-                continue
-            if kind == "start" and res.get("status") == "segment":
-                segs = [self.client.submit(safe_segment, it.to_dict(), a, b, cfg_dict, work_root, i,
-                                           key=f"seg-{it.key}-{i}", retries=2, pure=False)
-                        for i, (a, b) in enumerate(res["bounds"])]
-                fin = self.client.submit(finalize_long_clip, it.to_dict(), segs, cfg_dict, work_root,
-                                         res["src_info"], key=f"final-{it.key}", retries=2, pure=False)
-                by_key[fin.key] = ("final", it)
-                ac.add(fin)
-                continue
-            on_done(it, res)
-
-    def close(self):
-        self.client.close()
-        if self.cluster is not None:
-            self.cluster.close()
+def _run_tasks(executor: Executor, items: list[InputItem], cfg: PrepConfig, work_root: str, on_done) -> None:
+    """One ``start_clip`` task per clip; a long clip's plan becomes segment tasks + a finalising task."""
+    by_key, futures = {}, []
+    for it in items:
+        f = executor.submit(start_clip, it, cfg, work_root, key=f"start-{it.key}", retries=2)
+        by_key[f.key] = it
+        futures.append(f)
+    done = executor.as_completed(futures)
+    for f in done:
+        it = by_key.pop(f.key)
+        try:
+            res = f.result()
+        except Exception as e:  # noqa: BLE001 - the worker died repeatedly, or the task crashed
+            on_done(it, failure_record(it, e, stage="worker"))
+            continue
+        if res.get("status") == "segment":
+            segs = [executor.submit(safe_segment, it, a, b, cfg, work_root, i, key=f"seg-{it.key}-{i}", retries=2)
+                    for i, (a, b) in enumerate(res["bounds"])]
+            fin = executor.submit(finalize_long_clip, it, segs, cfg, work_root, res["src_info"],
+                                  key=f"final-{it.key}", retries=2)
+            by_key[fin.key] = it
+            done.add(fin)
+            continue
+        on_done(it, res)
 
 
 # ---------------------------------------------------------------- the job
@@ -146,8 +104,8 @@ def _prepare_out(out: Path, cfg: PrepConfig, overwrite: bool) -> WorkDir:
     work_parent = out / ".work"
     others = [p.name for p in work_parent.iterdir() if p.is_dir() and p.name != chash] if work_parent.exists() else []
     try:
-        old = read_manifest(out).get("config_hash")
-    except FileNotFoundError:
+        old = PrepOutput.open(out).config_hash
+    except NotAPrepOutput:
         old = None
     if (others or (old and old != chash)) and not overwrite:
         raise PrepUsageError(
@@ -170,8 +128,8 @@ def _prepare_out(out: Path, cfg: PrepConfig, overwrite: bool) -> WorkDir:
 
 def _check_models(cfg: PrepConfig) -> None:
     """Fail fast, before any task runs, when a model the config needs is absent."""
-    if getattr(cfg.face_config(), "fit_3dmm", False):
-        from talkbench.models import WeightsMismatch, WeightsNotFound
+    if cfg.faces.fit_3dmm:
+        from talkbase.weights import WeightsMismatch, WeightsNotFound
 
         from .threedmm import bfm_paths
 
@@ -242,8 +200,6 @@ def write_outputs(out: Path, work: WorkDir, items: list[InputItem], failures: li
                         for f in failures), key=lambda r: (r["source_path"], r["clip_id"] or ""))
     fail_table = rows_to_table(fail_rows, "failures")
     write_table_atomic(fail_table, out / "failures.parquet", "failures")
-    from .shards import sha256_file
-
     manifest = {
         "schema_version": SCHEMA_VERSION, "created_by": "talkbench prep",
         "talkbench_version": _versions().get("talkbench", "0"),
@@ -265,7 +221,7 @@ def run_prep(inputs, out_dir, config: PrepConfig | None = None, *, recipe: str |
              memory_limit="auto", progress: bool = True, overwrite: bool = False) -> PrepSummary:
     """Prepare ``inputs`` (a directory, a .txt/.csv list, a corpus dir with ``recipe``, or a list of
     ``InputItem``) into shards under ``out_dir``. ``scheduler``: None (a LocalCluster sized to the machine),
-    a ``tcp://host:port`` address, or ``"inline"`` (this process, serially).
+    a ``tcp://host:port`` address or Client, or ``"inline"`` (this process, serially).
     Resumable: clips committed by an earlier run with the same config are not redone."""
     t0 = time.perf_counter()
     cfg = config or PrepConfig()
@@ -308,13 +264,11 @@ def run_prep(inputs, out_dir, config: PrepConfig | None = None, *, recipe: str |
             bar.update(1)
 
     if todo:
-        cfg_dict = cfg.to_dict()
-        executor = (_InlineExecutor() if scheduler == "inline"
-                    else _DaskExecutor(scheduler, n_workers, threads_per_worker, memory_limit))
-        if executor.dashboard_link:
-            print(f"Dask dashboard: {executor.dashboard_link}", file=sys.stderr)
+        executor = Executor(scheduler, n_workers, threads_per_worker, memory_limit, n_tasks=len(todo))
+        if executor.dashboard_link and bar is not None:
+            bar.write(f"Dask dashboard: {executor.dashboard_link}", file=sys.stderr)
         try:
-            executor.run(todo, cfg_dict, str(work.root), on_done)
+            _run_tasks(executor, todo, cfg, str(work.root), on_done)
         finally:
             executor.close()
             if bar is not None:

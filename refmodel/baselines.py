@@ -28,32 +28,27 @@ MEAN_MAX_FRAMES = 4096
 def dataset_mean_crop(prep_out, size: int | None = None, max_frames: int = MEAN_MAX_FRAMES) -> np.ndarray:
     """Per-pixel mean (S, S, 3) float32 of the aligned face crops of ``prep_out`` (every k-th face row so
     that at most ``max_frames`` are decoded), at ``size`` (default: the stored crop size)."""
-    from prep.shards import iter_frame_batches, read_manifest
+    from prep.output import decode_crop
 
-    from .data import load_crop
+    from .data import load_crop, open_prep
 
-    total = int(read_manifest(prep_out).get("counts", {}).get("frames", 0)) or None
+    prep = open_prep(prep_out)
+    total = int(prep.counts.get("frames", 0)) or None
     step = max(1, (total or 0) // max_frames)
     acc, n, i = None, 0, 0
-    for batch in iter_frame_batches(prep_out, ["crop", "face_found"]):
+    for batch in prep.frame_batches(["crop", "face_found"]):
         for crop, face in zip(batch.column("crop").to_pylist(), batch.column("face_found").to_pylist()):
             if not face or crop is None:
                 continue
             i += 1
             if (i - 1) % step:
                 continue
-            img = load_crop(crop, size) if size else _decode(crop)
+            img = load_crop(crop, size) if size else decode_crop(crop)
             acc = img.astype(np.float64) if acc is None else acc + img
             n += 1
     if acc is None:
-        raise ValueError(f"{prep_out}: no face crops")
+        raise ValueError(f"{prep.path}: no face crops")
     return (acc / n).astype(np.float32)
-
-
-def _decode(crop: bytes) -> np.ndarray:
-    from prep.shards import decode_crop
-
-    return decode_crop(crop)
 
 
 def baseline_crops(name: str, crops: dict[int, np.ndarray], min_ref_gap: int = 5,
@@ -91,14 +86,18 @@ def baseline_crops(name: str, crops: dict[int, np.ndarray], min_ref_gap: int = 5
 def write_baseline(name: str, prep_out, out_dir, clip_ids=None, audio_from=None, min_ref_gap: int = 5,
                    progress: bool = True) -> list[Path]:
     """Write the ``name`` baseline submission for the clips of ``prep_out``; returns the paths."""
+    from prep.output import decode_crop
+
+    from .data import open_prep
     from .submission import clip_frame_rows, driving_audio, list_clips, output_path, render_clip
 
     if name not in BASELINES:
         raise ValueError(f"unknown baseline {name!r}; choose one of {BASELINES}")
+    prep = open_prep(prep_out)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    clips = list_clips(prep_out, clip_ids)
-    mean_crop = dataset_mean_crop(prep_out) if name == "mean-fill" else None
+    clips = list_clips(prep, clip_ids)
+    mean_crop = dataset_mean_crop(prep) if name == "mean-fill" else None
     bar = None
     if progress:
         from tqdm import tqdm
@@ -106,10 +105,10 @@ def write_baseline(name: str, prep_out, out_dir, clip_ids=None, audio_from=None,
         bar = tqdm(total=len(clips), desc=name, unit="clip", dynamic_ncols=True)
     written = []
     for clip in clips:
-        audio = driving_audio(prep_out, clip, audio_from)
+        audio = driving_audio(prep, clip, audio_from)
         n = min(clip.num_frames, audio.num_frames)
-        rows = clip_frame_rows(prep_out, clip.clip_id)
-        crops = {f: _decode(r["crop"]) for f, r in rows.items()}
+        rows = clip_frame_rows(prep, clip.clip_id)
+        crops = {f: decode_crop(r["crop"]) for f, r in rows.items()}
         filled = baseline_crops(name, crops, min_ref_gap, mean_crop)
         written.append(render_clip(clip, rows, n, audio.wav, output_path(out_dir, clip.clip_id), filled.get))
         if bar is not None:

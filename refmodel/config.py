@@ -37,6 +37,9 @@ class DiffusionConfig:
 
 @dataclass(frozen=True)
 class SyncConfig:
+    """The sync expert: its architecture (``arch()``, an ``evalkit.nets.sync_expert.ExpertArch``: image_size,
+    window, dim, channels, max_offset) and how it is trained (the other fields, ``training_dict()``)."""
+
     image_size: int = 64  # crops are resized to this; the expert looks at their lower half
     window: int = 5  # frames per mouth window (paired with one 16-step mel window)
     dim: int = 128  # embedding size
@@ -49,6 +52,18 @@ class SyncConfig:
     steps: int = 600
     lr: float = 1e-3
     weight_decay: float = 1e-4
+
+    ARCH_FIELDS = ("image_size", "window", "dim", "channels", "max_offset")
+
+    def arch(self):
+        """The expert's architecture (``evalkit.nets.sync_expert.ExpertArch``; imports torch)."""
+        from evalkit.nets.sync_expert import ExpertArch
+
+        return ExpertArch(**{k: getattr(self, k) for k in self.ARCH_FIELDS})
+
+    def training_dict(self) -> dict:
+        """The training settings (stored beside the arch in the expert's checkpoint)."""
+        return {k: v for k, v in asdict(self).items() if k not in self.ARCH_FIELDS}
 
 
 @dataclass(frozen=True)

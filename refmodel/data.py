@@ -28,16 +28,17 @@ import io
 import logging
 import math
 from collections import OrderedDict
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.utils.data as tud
 
+from prep.output import Clip, PrepOutput
+from talkbase.timebase import MEL_WINDOW
+
 log = logging.getLogger(__name__)
 
-MEL_STEPS = 16
+MEL_STEPS = MEL_WINDOW  # mel steps per frame's window (Wav2Lip rule)
 
 
 _CV2_REDUCED = {1: "IMREAD_COLOR", 2: "IMREAD_REDUCED_COLOR_2", 4: "IMREAD_REDUCED_COLOR_4",
@@ -101,31 +102,23 @@ def frame_range(num_frames: int, subset: str, holdout_fraction: float) -> tuple[
     raise ValueError(f"unknown frame subset {subset!r} (all, train, holdout)")
 
 
-@dataclass
-class ClipMeta:
-    clip_id: str
-    num_frames: int
-    mel: np.ndarray  # (80, T_mel)
-    split: str | None
-    crop_size: int | None = None  # side of the stored crops (enables reduced-scale JPEG decoding)
+def open_prep(prep_out) -> PrepOutput:
+    """A prep output folder (or an already opened :class:`~prep.output.PrepOutput`)."""
+    return prep_out if isinstance(prep_out, PrepOutput) else PrepOutput.open(prep_out)
 
 
-def read_clip_meta(prep_out, split: str | None = None, clip_ids=None) -> dict[str, ClipMeta]:
-    """Clip id → frames, mel and split, optionally filtered by the clips table's ``split``."""
-    from prep.shards import array_column, read_clips
+def read_clip_meta(prep_out, split: str | None = None, clip_ids=None) -> dict[str, Clip]:
+    """Clip id → its :class:`~prep.output.Clip` (with ``mel``), sorted by id; clips without audio are left
+    out. Optionally only the clips table's ``split`` / ``clip_ids``."""
+    clips = open_prep(prep_out).clips(split=split, audio=True, clip_ids=clip_ids)
+    return {c.clip_id: c for c in clips if c.mel is not None}
 
-    t = read_clips(prep_out, ["clip_id", "num_frames", "mel", "mel_shape", "split", "crop_size"])
-    out = {}
-    for r in t.to_pylist():
-        if split is not None and r["split"] != split:
-            continue
-        if clip_ids is not None and r["clip_id"] not in clip_ids:
-            continue
-        if r["mel"] is None:
-            continue
-        out[r["clip_id"]] = ClipMeta(r["clip_id"], int(r["num_frames"]),
-                                     array_column(r["mel"], r["mel_shape"]), r["split"], r["crop_size"])
-    return out
+
+def _read_row_group(path, index: int, columns: list[str]):
+    """Row group ``index`` of one frame shard (the dataset's unit of random access)."""
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(path).read_row_group(index, columns=columns)
 
 
 def mel_windows(mel: np.ndarray, frames) -> np.ndarray | None:
@@ -186,7 +179,8 @@ class ShardFrameDataset(tud.IterableDataset):
     """Stream training windows from a prep output (see the module docstring for the sample layout).
 
     Args:
-        prep_out: prep output directory (``manifest.json``, ``clips/``, ``frames/``).
+        prep_out: prep output directory (``manifest.json``, ``clips/``, ``frames/``) or its
+            :class:`~prep.output.PrepOutput`.
         split: keep only clips whose ``split`` column equals this (None: all clips).
         image_size: crop side after resizing.
         seed: base seed; with the epoch it fixes unit order, buffer order and reference choice.
@@ -214,14 +208,13 @@ class ShardFrameDataset(tud.IterableDataset):
         super().__init__()
         import pyarrow.parquet as pq
 
-        from prep.shards import shard_files
-
-        self.prep_out = Path(prep_out)
-        self.files = shard_files(self.prep_out, "frames")
+        self.prep = open_prep(prep_out)
+        self.prep_out = self.prep.path
+        self.files = self.prep.shard_files("frames")
         if not self.files:
             raise FileNotFoundError(f"{prep_out}: no frame shards")
         self.row_groups = [pq.ParquetFile(f).metadata.num_row_groups for f in self.files]
-        self.clips = read_clip_meta(self.prep_out, split, set(clip_ids) if clip_ids is not None else None)
+        self.clips = read_clip_meta(self.prep, split, set(clip_ids) if clip_ids is not None else None)
         if not self.clips:
             raise ValueError(f"{prep_out}: no clips with audio" + (f" in split {split!r}" if split else ""))
         frame_range(1, frames, holdout_fraction)  # validates ``frames``
@@ -243,10 +236,7 @@ class ShardFrameDataset(tud.IterableDataset):
 
     # ------------------------------------------------------------ candidates
     def _load_unit(self, f: int, g: int) -> _Unit | None:
-        import pyarrow.parquet as pq
-
-        batch = pq.ParquetFile(self.files[f]).read_row_group(
-            g, columns=["clip_id", "frame_index", "face_found", "crop"])
+        batch = _read_row_group(self.files[f], g, ["clip_id", "frame_index", "face_found", "crop"])
         ok = np.asarray(batch.column("face_found").to_numpy(zero_copy_only=False), bool)
         ok &= ~np.asarray(batch.column("crop").is_null().to_numpy(zero_copy_only=False), bool)
         clip_ids = np.asarray(batch.column("clip_id").to_pylist(), dtype=object)
@@ -442,4 +432,4 @@ def make_loader(dataset: ShardFrameDataset, num_workers: int = 0, batch_size: in
 
 
 __all__ = ["ShardFrameDataset", "load_crop", "lower_half_mask", "mouth_rows", "holdout_start", "frame_range",
-           "read_clip_meta", "mel_windows", "assign_units", "collate", "make_loader", "ClipMeta"]
+           "read_clip_meta", "open_prep", "mel_windows", "assign_units", "collate", "make_loader"]

@@ -4,13 +4,15 @@ On the held-out tail of every clip (the last ``holdout_fraction`` of its frames,
 the model's resolution:
 
 - masked-region PSNR: PSNR of the lower half of the generated crop vs the real crop
-  (``evalkit.image_metrics.psnr_frames``), mean over frames;
+  (``evalkit.metrics.psnr.psnr_frames``), mean over frames;
 - mouth LMD: dlib 68-point landmarks on both crops upscaled to 256 px, with the box dlib's detector
-  finds on the real crop (template face box when it finds none), scored by ``evalkit.lmd.lmd_frames``
-  (mouth points, centred, mean distance in 256-px crop pixels); lower is better;
-- in-domain sync: the sync expert's mean similarity of every generated 5-frame mouth window with the
-  *true* audio window — once for the model driven by the true audio and once for the model driven by
-  the held-out audio windows shuffled in time (a good model scores higher on the former).
+  finds on the real crop (template face box when it finds none), scored by
+  ``evalkit.metrics.lmd.lmd_frames`` (mouth points, centred, mean distance in 256-px crop pixels);
+  lower is better;
+- in-domain sync: the sync expert's (``evalkit.nets.sync_expert``) mean similarity of every generated
+  5-frame mouth window with the *true* audio window — once for the model driven by the true audio and
+  once for the model driven by the held-out audio windows shuffled in time (a good model scores higher
+  on the former).
 
 The baselines (``mean-fill``, ``copy-reference``, ``clip-mean``; see ``refmodel.baselines``) are
 scored the same way (they ignore audio).
@@ -49,7 +51,7 @@ def _landmarks(backend, crops: np.ndarray, boxes: np.ndarray) -> np.ndarray:
 
 def _window_scores(scorer, crops: np.ndarray, mels: np.ndarray) -> np.ndarray:
     """Similarity of each 5-frame window of consecutive crops with the true mel window of its start."""
-    w = scorer.cfg.window
+    w = scorer.arch.window
     if len(crops) < w:
         return np.zeros(0)
     windows = np.stack([crops[i:i + w] for i in range(len(crops) - w + 1)])
@@ -63,19 +65,20 @@ def evaluate_heldout(checkpoint, prep_out, steps: int | None = None, seed: int =
     frames. Returns ``{"methods": {name: {psnr, lmd, sync}}, "clips": ..., "frames": N, ...}``."""
     import torch
 
-    from evalkit.image_metrics import psnr_frames
-    from evalkit.lmd import lmd_frames
+    from evalkit.metrics.lmd import lmd_frames
+    from evalkit.metrics.psnr import psnr_frames
+    from evalkit.nets.sync_expert import load_sync_expert
     from prep.faces import get_backend
 
     from .baselines import baseline_crops, dataset_mean_crop
-    from .data import frame_range, load_crop
+    from .data import frame_range, load_crop, open_prep
     from .diffusion import MaskedDiffusion
     from .sample import clip_noise, generate_crops
     from .submission import clip_frame_rows, list_clips, padded_mel_windows, reference_frames, upscale
-    from .sync_expert import load_sync_expert
     from .train import SYNC_EXPERT, load_model, pick_device
 
     t0 = time.time()
+    prep = open_prep(prep_out)
     dev = pick_device(device)
     model, cfg, ckpt = load_model(checkpoint, dev)
     ckpt_path = Path(checkpoint)
@@ -87,16 +90,16 @@ def evaluate_heldout(checkpoint, prep_out, steps: int | None = None, seed: int =
     half = size // 2
     backend = get_backend("dlib")
     names = ("model", "model-shuffled-audio", "mean-fill", "copy-reference", "clip-mean")
-    mean_crop = np.clip(np.rint(dataset_mean_crop(prep_out, size)), 0, 255).astype(np.uint8)
+    mean_crop = np.clip(np.rint(dataset_mean_crop(prep, size)), 0, 255).astype(np.uint8)
     acc = {n: {"psnr": [], "lmd": [], "sync": []} for n in names + ("real",)}
     per_clip = {}
-    for clip in list_clips(prep_out):
-        rows = clip_frame_rows(prep_out, clip.clip_id)
+    for clip in list_clips(prep, sources=False):  # scored on the stored crops: no source video needed
+        rows = clip_frame_rows(prep, clip.clip_id)
         lo, hi = frame_range(clip.num_frames, frames, cfg.holdout_fraction)
         faces_all = sorted(rows)
         # a contiguous run of held-out face frames (sync windows need consecutive frames)
         held = [f for f in faces_all if lo <= f < hi]
-        if len(held) < scorer.cfg.window:
+        if len(held) < scorer.arch.window:
             continue
         small = {f: load_crop(rows[f]["crop"], size, clip.crop_size) for f in faces_all}
         refs = reference_frames(faces_all, cfg.min_ref_gap)
@@ -126,7 +129,7 @@ def evaluate_heldout(checkpoint, prep_out, steps: int | None = None, seed: int =
             per_clip[clip.clip_id][name] = {"psnr": float(np.mean(psnr[np.isfinite(psnr)])) if name != "real" else None,
                                             "lmd": float(np.nanmean(lmd)), "sync": float(np.mean(sync))}
     if not per_clip:
-        raise ValueError(f"{prep_out}: no clip has {scorer.cfg.window}+ {frames} face frames")
+        raise ValueError(f"{prep.path}: no clip has {scorer.arch.window}+ {frames} face frames")
     methods = {}
     for name, d in acc.items():
         psnr = np.concatenate(d["psnr"])
@@ -154,7 +157,9 @@ def main(argv=None) -> int:
     res = evaluate_heldout(a.checkpoint, a.prep_out, a.steps, a.seed, a.sync_expert)
     text = json.dumps(res, indent=2)
     if a.out:
-        Path(a.out).write_text(text + "\n")
+        from talkbase.fileio import atomic_write_text
+
+        atomic_write_text(a.out, text + "\n")
     print(text)
     return 0
 

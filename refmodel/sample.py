@@ -69,12 +69,15 @@ def sample_videos(checkpoint, prep_out, out_dir, clip_ids=None, audio_from=None,
     """
     import torch
 
-    from .data import load_crop
+    from talkbase.fileio import atomic_write_text
+
+    from .data import load_crop, open_prep
     from .diffusion import MaskedDiffusion
     from .submission import (clip_frame_rows, driving_audio, list_clips, output_path, padded_mel_windows,
                              reference_frames, render_clip, upscale)
     from .train import load_model, pick_device
 
+    prep = open_prep(prep_out)
     dev = pick_device(device)
     model, cfg, ckpt = load_model(checkpoint, dev)
     diffusion = MaskedDiffusion(cfg.diffusion)
@@ -85,11 +88,11 @@ def sample_videos(checkpoint, prep_out, out_dir, clip_ids=None, audio_from=None,
     report = {"checkpoint": str(checkpoint), "step": ckpt["step"], "steps": steps, "seed": seed,
               "audio_from": audio_from, "noise": "same x_T for every frame of a clip", "clips": {}}
     written = []
-    for clip in list_clips(prep_out, clip_ids):
+    for clip in list_clips(prep, clip_ids):
         t0 = time.time()
-        audio = driving_audio(prep_out, clip, audio_from)
+        audio = driving_audio(prep, clip, audio_from)
         n = min(clip.num_frames, audio.num_frames)
-        rows = clip_frame_rows(prep_out, clip.clip_id)
+        rows = clip_frame_rows(prep, clip.clip_id)
         faces = [f for f in sorted(rows) if f < n]
         refs = reference_frames(faces, cfg.min_ref_gap)
         small = {f: load_crop(rows[f]["crop"], size, clip.crop_size) for f in faces}
@@ -117,7 +120,7 @@ def sample_videos(checkpoint, prep_out, out_dir, clip_ids=None, audio_from=None,
             "seconds": round(time.time() - t0, 2)}
         log.info("sampled %s (%d frames, flicker %.2f vs source %.2f)", path, n,
                  report["clips"][clip.clip_id]["flicker"], report["clips"][clip.clip_id]["source_flicker"])
-    (out_dir / "sample_report.json").write_text(json.dumps(report, indent=2) + "\n")
+    atomic_write_text(out_dir / "sample_report.json", json.dumps(report, indent=2) + "\n")
     return written
 
 

@@ -4,26 +4,25 @@ A submission is ``OUT/<clip_id>.mp4``: the source video at 25 fps with the lower
 that has a face replaced, pasted back through the frame's stored affine with the feathered mouth mask
 of ``prep.faces.align`` (frames without a face are copied), and the *driving* audio muxed in. Its
 length is the shorter of the video and the driving audio.
+
+Clips are :class:`prep.output.Clip` rows read through :class:`prep.output.PrepOutput`; the source video a
+submission is pasted into is the one the prep output names, resolved against it and sha256-checked.
 """
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
+from talkbase.timebase import MEL_WINDOW, SAMPLES_PER_FRAME
+
+if TYPE_CHECKING:
+    from prep.output import Clip
+
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class ClipInfo:
-    clip_id: str
-    source_path: str
-    num_frames: int
-    crop_size: int
-    mel: np.ndarray
 
 
 @dataclass
@@ -36,41 +35,48 @@ class DrivingAudio:
     num_frames: int
 
 
-def list_clips(prep_out, clip_ids=None) -> list[ClipInfo]:
-    """Clips of a prep output (all, or ``clip_ids`` in that order); unknown ids raise."""
-    from prep.shards import array_column, read_clips
+def list_clips(prep_out, clip_ids=None, sources: bool = True) -> list["Clip"]:
+    """Clips of a prep output with their mel (all, sorted by id, or ``clip_ids`` in that order); unknown
+    ids raise ``KeyError``.
 
-    t = read_clips(prep_out, ["clip_id", "source_path", "num_frames", "crop_size", "mel", "mel_shape"])
-    rows = {r["clip_id"]: r for r in t.to_pylist()}
-    wanted = list(rows) if clip_ids is None else list(clip_ids)
-    missing = [c for c in wanted if c not in rows]
+    With ``sources`` each clip's ``source_path`` is replaced by its source video's absolute path, resolved
+    against the prep output and checked against the sha256 recorded at prep time
+    (``PrepOutput.verified_source``; raises ``prep.output.SourceChanged``): what a submission is pasted into.
+    """
+    from .data import open_prep
+
+    prep = open_prep(prep_out)
+    found = {c.clip_id: c for c in prep.clips(audio=True, clip_ids=clip_ids)}
+    wanted = list(found) if clip_ids is None else list(clip_ids)
+    missing = [c for c in wanted if c not in found]
     if missing:
-        raise KeyError(f"clips not in {prep_out}: {missing}")
-    out = []
-    for c in wanted:
-        r = rows[c]
-        out.append(ClipInfo(c, r["source_path"], int(r["num_frames"]), int(r["crop_size"] or 256),
-                            array_column(r["mel"], r["mel_shape"])))
+        raise KeyError(f"clips not in {prep.path}: {missing}")
+    out = [found[c] for c in wanted]
+    if sources:
+        out = [replace(c, source_path=str(prep.verified_source(c))) for c in out]
     return out
 
 
-def driving_audio(prep_out, clip: ClipInfo, audio_from=None) -> DrivingAudio:
+def driving_audio(prep_out, clip: "Clip", audio_from=None) -> DrivingAudio:
     """The clip's own audio (``audio_from=None``), another clip's (a clip id of ``prep_out``) or an
-    audio/video file's."""
+    audio/video file's. ``clip`` comes from :func:`list_clips` (its source resolved)."""
     from prep import audio as A
     from prep import media
 
+    from .data import open_prep
+
+    prep = open_prep(prep_out)
     if audio_from is None or audio_from == clip.clip_id:
         return DrivingAudio(clip.clip_id, clip.mel, media.read_audio(clip.source_path, clip.num_frames),
                             clip.num_frames)
     try:
-        other = list_clips(prep_out, [audio_from])[0]
+        other = list_clips(prep, [audio_from])[0]
     except KeyError:
         path = Path(audio_from)
         if not path.is_file():
-            raise FileNotFoundError(f"--audio-from {audio_from!r} is neither a clip id of {prep_out} nor a file")
+            raise FileNotFoundError(f"--audio-from {audio_from!r} is neither a clip id of {prep.path} nor a file")
         wav = media.read_audio(path)
-        n = int(len(wav) * 25 // 16000)
+        n = len(wav) // SAMPLES_PER_FRAME
         wav = wav[:A.num_samples(n)]
         return DrivingAudio(path.stem, A.melspectrogram(wav), wav, n)
     return DrivingAudio(other.clip_id, other.mel, media.read_audio(other.source_path, other.num_frames),
@@ -82,10 +88,10 @@ def padded_mel_windows(mel: np.ndarray, frames) -> np.ndarray:
     from prep.audio import mel_start
 
     frames = list(frames)
-    need = max((mel_start(f) + 16 for f in frames), default=0)
+    need = max((mel_start(f) + MEL_WINDOW for f in frames), default=0)
     if need > mel.shape[1]:
         mel = np.pad(mel, ((0, 0), (0, need - mel.shape[1])), mode="edge")
-    return np.stack([mel[:, mel_start(f):mel_start(f) + 16] for f in frames]).astype(np.float32)
+    return np.stack([mel[:, mel_start(f):mel_start(f) + MEL_WINDOW] for f in frames]).astype(np.float32)
 
 
 def reference_frames(face_frames, min_gap: int = 5) -> dict[int, int]:
@@ -114,9 +120,9 @@ def reference_frames(face_frames, min_gap: int = 5) -> dict[int, int]:
 
 def clip_frame_rows(prep_out, clip_id: str) -> dict[int, dict]:
     """frame_index → {crop bytes, affine (2, 3)} for the clip's face frames."""
-    from prep.shards import read_clip_frames
+    from .data import open_prep
 
-    t = read_clip_frames(prep_out, clip_id, ["frame_index", "crop", "face_found", "affine"])
+    t = open_prep(prep_out).clip_frames(clip_id, ["frame_index", "crop", "face_found", "affine"])
     out = {}
     for r in t.to_pylist():
         if r["face_found"] and r["crop"] is not None and r["affine"] is not None:
@@ -140,9 +146,9 @@ def paste_mask(crop_size: int) -> np.ndarray:
     return mouth_mask(crop_size)
 
 
-def render_clip(clip: ClipInfo, rows: dict[int, dict], num_frames: int, wav: np.ndarray, out_path,
+def render_clip(clip: "Clip", rows: dict[int, dict], num_frames: int, wav: np.ndarray, out_path,
                 crop_for_frame: Callable[[int], np.ndarray | None]) -> Path:
-    """Decode the source, paste ``crop_for_frame(f)`` ((S, S, 3) uint8 at the stored crop size, or None to
+    """Decode the source (``clip.source_path``, as :func:`list_clips` resolves it), paste ``crop_for_frame(f)`` ((S, S, 3) uint8 at the stored crop size, or None to
     keep the frame) into each face frame, and write ``out_path`` with ``wav`` muxed."""
     from prep import audio as A
     from prep import media
@@ -169,5 +175,5 @@ def upscale(crop: np.ndarray, size: int) -> np.ndarray:
     return np.clip(cv2.resize(crop, (size, size), interpolation=cv2.INTER_CUBIC), 0, 255).astype(np.uint8)
 
 
-__all__ = ["ClipInfo", "DrivingAudio", "list_clips", "driving_audio", "padded_mel_windows", "reference_frames",
+__all__ = ["DrivingAudio", "list_clips", "driving_audio", "padded_mel_windows", "reference_frames",
            "clip_frame_rows", "output_path", "paste_mask", "render_clip", "upscale"]

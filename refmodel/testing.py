@@ -50,8 +50,9 @@ def build_fixed_crop_shards(clips: list[ClipSpec], out_dir, crop_size: int = 256
     from prep import audio as A
     from prep import media
     from prep.schema import SCHEMA_VERSION
-    from prep.shards import (atomic_write_json, encode_crop, rows_to_table, sha256_file,
-                             write_shard_set)
+    from prep.shards import encode_crop, rows_to_table, write_shard_set
+    from talkbase.fileio import atomic_write_json, sha256_file
+    from talkbase.timebase import FPS, SAMPLE_RATE
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -68,9 +69,9 @@ def build_fixed_crop_shards(clips: list[ClipSpec], out_dir, crop_size: int = 256
         mfcc = A.mfcc(wav)
         aff = box_affine(spec.box, crop_size)
         clip_rows.append(dict(
-            clip_id=clip_id, source_path=str(source), source_sha256=sha256_file(source), split=spec.split,
-            speaker=clip_id, fps=25.0, num_frames=len(frames), sample_rate=16000,
-            duration_s=len(frames) / 25.0, src_width=info.width, src_height=info.height,
+            clip_id=clip_id, source_path=str(Path(source).resolve()), source_sha256=sha256_file(source), split=spec.split,
+            speaker=clip_id, fps=FPS, num_frames=len(frames), sample_rate=SAMPLE_RATE,
+            duration_s=len(frames) / FPS, src_width=info.width, src_height=info.height,
             src_fps=info.src_fps, src_video_codec=info.video_codec, mel=mel, mel_shape=mel.shape,
             mfcc=mfcc, mfcc_shape=mfcc.shape, crop_size=crop_size, main_track="fixed box (test fixture)",
             qa_pass=True, qa_flags=[]))
@@ -99,6 +100,7 @@ def prep_trimmed_clips(videos_dir, out_root, num_frames: int | None = 60,
     several test modules of one session share it."""
     from prep import media
     from prep.config import PrepConfig
+    from prep.faces import FaceConfig
     from prep.job import run_prep
 
     out_root = Path(out_root)
@@ -113,7 +115,7 @@ def prep_trimmed_clips(videos_dir, out_root, num_frames: int | None = 60,
         if not target.exists():
             frames = media.read_frames(video, stop=num_frames)
             media.write_video(target, frames, media.read_audio(video, num_frames=len(frames)))
-    cfg = PrepConfig(faces={"detect_every": 10, "fit_3dmm": False}, frames_per_shard=64)
+    cfg = PrepConfig(faces=FaceConfig(detect_every=10, fit_3dmm=False), frames_per_shard=64)
     run_prep(src, prep_out, cfg, scheduler="inline", progress=False)
     return prep_out
 

@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from talkbase.fileio import atomic_write_bytes
+
 from .config import TrainConfig, get_config
 from .diffusion import MaskedDiffusion, mouth_mask, to_model_range
 from .unet import UNet
@@ -67,9 +69,14 @@ def prepare_batch(batch: dict, device) -> dict:
 
 
 def loss_terms(model, diffusion: MaskedDiffusion, cfg: TrainConfig, data: dict, gen: torch.Generator,
-               expert=None) -> dict:
-    """All loss terms of one batch (scalars); ``total`` is what is minimised."""
-    from .sync_expert import prepare_mouth, sync_loss
+               expert=None, sync_temperature: float | None = None) -> dict:
+    """All loss terms of one batch (scalars); ``total`` is what is minimised.
+
+    ``expert``: the frozen sync expert (an ``evalkit.nets.sync_expert.SyncExpert``) for the sync term, at
+    ``sync_temperature`` (the one it was trained with; default ``cfg.sync.temperature``)."""
+    from evalkit.nets.sync_expert import prepare_mouth
+
+    from .sync_training import sync_loss
 
     b, t = data["windows"], data["window"]
     device = data["target"].device
@@ -80,9 +87,11 @@ def loss_terms(model, diffusion: MaskedDiffusion, cfg: TrainConfig, data: dict, 
     mse, l1 = terms["mse"].mean(), terms["l1"].mean()
     total = mse + cfg.l1_weight * l1
     out = {"mse": mse, "l1": l1}
-    if expert is not None and cfg.sync_weight > 0 and t == expert.cfg.window:
+    if expert is not None and cfg.sync_weight > 0 and t == expert.arch.window:
         x0 = terms["x0"].reshape(b, t, *terms["x0"].shape[1:])
-        per_window = sync_loss(expert, prepare_mouth(x0, expert.cfg.image_size), data["sync_mel"], data["neg_mel"])
+        temperature = cfg.sync.temperature if sync_temperature is None else sync_temperature
+        per_window = sync_loss(expert, prepare_mouth(x0, expert.arch.image_size), data["sync_mel"], data["neg_mel"],
+                               temperature)
         weight = terms["abar"].reshape(b, t).mean(1)  # trust the x0 estimates only as far as their signal
         sync = (per_window * weight).sum() / weight.sum().clamp_min(1e-8)
         total = total + cfg.sync_weight * sync
@@ -94,8 +103,6 @@ def loss_terms(model, diffusion: MaskedDiffusion, cfg: TrainConfig, data: dict, 
 # ------------------------------------------------------------------ checkpoints
 
 def save_checkpoint(path, cfg: TrainConfig, step: int, model, ema, opt, seed: int, extra: dict | None = None) -> Path:
-    from prep.shards import atomic_write_bytes
-
     state = {"kind": KIND, "config": cfg.to_dict(), "step": int(step), "seed": int(seed),
              "model": model.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(),
              "rng": {"torch": torch.get_rng_state()}, **(extra or {})}
@@ -176,8 +183,10 @@ def train(prep_out, run_dir, config="tiny", steps: int | None = None, seed: int 
         sync_expert: a trained expert to use; by default one is trained into ``run_dir`` first
             (when ``sync_weight > 0``) and reused on resume.
     """
+    from evalkit.nets.sync_expert import load_sync_expert
+
     from .data import ShardFrameDataset, make_loader
-    from .sync_expert import load_sync_expert, train_sync_expert
+    from .sync_training import train_sync_expert
 
     cfg = get_config(config, overrides)
     steps = cfg.steps if steps is None else int(steps)
@@ -210,15 +219,17 @@ def train(prep_out, run_dir, config="tiny", steps: int | None = None, seed: int 
     elif rank == 0 and (run_dir / LOSS_LOG).exists():
         (run_dir / LOSS_LOG).unlink()
 
-    expert = None
+    expert, sync_temperature = None, None
     if cfg.sync_weight > 0:
         expert_path = Path(sync_expert) if sync_expert else run_dir / SYNC_EXPERT
         if not expert_path.exists():
             if world > 1:
-                raise ValueError("train the sync expert first (refmodel.sync_expert.train_sync_expert) "
+                raise ValueError("train the sync expert first (refmodel.sync_training.train_sync_expert) "
                                  "when running distributed")
             train_sync_expert(prep_out, expert_path, cfg, seed=seed, device=str(device), progress=progress)
-        expert = load_sync_expert(expert_path, device=str(device)).expert
+        scorer = load_sync_expert(expert_path, device=str(device))
+        expert = scorer.expert
+        sync_temperature = float(scorer.training.get("temperature", cfg.sync.temperature))
 
     diffusion = MaskedDiffusion(cfg.diffusion)
     net = model
@@ -247,7 +258,7 @@ def train(prep_out, run_dir, config="tiny", steps: int | None = None, seed: int 
     model.train()
     for step in range(start, steps):
         data = prepare_batch(next(batches), device)
-        terms = loss_terms(net, diffusion, cfg, data, step_generator(seed, rank, step), expert)
+        terms = loss_terms(net, diffusion, cfg, data, step_generator(seed, rank, step), expert, sync_temperature)
         opt.zero_grad(set_to_none=True)
         terms["total"].backward()
         if cfg.grad_clip:
@@ -281,8 +292,6 @@ def train(prep_out, run_dir, config="tiny", steps: int | None = None, seed: int 
 
 
 def _write_log(path: Path, history: list[dict]) -> None:
-    from prep.shards import atomic_write_bytes
-
     atomic_write_bytes(path, "".join(json.dumps(h) + "\n" for h in history).encode())
 
 

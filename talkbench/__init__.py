@@ -1,7 +1,7 @@
-"""talkbench: shared utilities (version, model registry) and the `talkbench` CLI."""
-from importlib.metadata import PackageNotFoundError, version as _version
+"""talkbench: the top layer (the ``talkbench`` console script, the offline demo and its synthetic data).
 
-try:
-    __version__ = _version("talkbench")
-except PackageNotFoundError:  # running from a source tree without install
-    __version__ = "0.1.0"
+Nothing else of the project imports this package; the shared ground floor is :mod:`talkbase`.
+"""
+from talkbase import __version__
+
+__all__ = ["__version__"]

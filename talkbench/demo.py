@@ -34,12 +34,12 @@ def _stage(name: str, i: int) -> float:
 def _ground_truth_submission(prep_out: Path, clip_ids: list[str], out_dir: Path) -> Path:
     """The reference videos themselves, decoded at 25 fps and re-encoded (the best a model can do)."""
     from prep import media
-    from prep.shards import read_clips
+    from prep.output import PrepOutput
 
-    rows = {r["clip_id"]: r for r in read_clips(prep_out, ["clip_id", "source_path"]).to_pylist()}
-    for cid in clip_ids:
-        clip = media.decode_clip(rows[cid]["source_path"])
-        media.write_video(out_dir / f"{cid}.mp4", clip.frames, clip.audio)
+    prep = PrepOutput.open(prep_out)
+    for clip in prep.clips(clip_ids=clip_ids):
+        decoded = media.decode_clip(prep.verified_source(clip))
+        media.write_video(out_dir / f"{clip.clip_id}.mp4", decoded.frames, decoded.audio)
     return out_dir
 
 
@@ -47,8 +47,9 @@ def _prep_config():
     """The default prep config; without the 3DMM basis (academic licence, not bundled) the 3DMM stage is
     skipped, and the demo says so."""
     from prep.config import PrepConfig
+    from prep.faces import FaceConfig
     from prep.threedmm import bfm_paths
-    from talkbench.models import WeightsMismatch, WeightsNotFound
+    from talkbase.weights import WeightsMismatch, WeightsNotFound
 
     try:
         bfm_paths()
@@ -56,7 +57,7 @@ def _prep_config():
     except (WeightsNotFound, WeightsMismatch) as e:
         print(f"    3DMM basis not available ({str(e).splitlines()[0][:120]}...): skipping the 3DMM stage. "
               "Set TALKBENCH_3DDFA_DIR or run `talkbench models fetch 3ddfa` to include it.", file=sys.stderr)
-        return PrepConfig(faces={"fit_3dmm": False})
+        return PrepConfig(faces=FaceConfig(fit_3dmm=False))
 
 
 def run_demo(out, *, n_identities: int = 3, clips_per_identity: int = 2, seconds: float = 4.0,
@@ -67,8 +68,9 @@ def run_demo(out, *, n_identities: int = 3, clips_per_identity: int = 2, seconds
     from evalkit.runner import evaluate
     from leaderboard import build_leaderboard
     from prep.job import run_prep
-    from prep.shards import read_clips
+    from prep.output import PrepOutput
     from refmodel.baselines import write_baseline
+    from talkbase.fileio import atomic_write_text
     from refmodel.sample import sample_videos
     from refmodel.train import train
 
@@ -92,8 +94,8 @@ def run_demo(out, *, n_identities: int = 3, clips_per_identity: int = 2, seconds
     summary = run_prep(listing if listing.exists() else videos, shards, _prep_config(), n_workers=workers)
     print(f"    {summary.line()}", file=sys.stderr)
     timings["prep"] = time.perf_counter() - t
-    clips = read_clips(shards, ["clip_id", "split"]).to_pylist()
-    test_ids = sorted(c["clip_id"] for c in clips if c["split"] == "test") or sorted(c["clip_id"] for c in clips)[-2:]
+    clips = PrepOutput.open(shards).clips()
+    test_ids = sorted(c.clip_id for c in clips if c.split == "test") or sorted(c.clip_id for c in clips)[-2:]
 
     t = _stage("train", 2)  # the sync expert first (into the run dir), then the diffusion model
     run = out / "runs" / "tiny"
@@ -136,32 +138,5 @@ def run_demo(out, *, n_identities: int = 3, clips_per_identity: int = 2, seconds
     where = {"site": str(site / "index.html"), "leaderboard_md": str(site / "leaderboard.md"),
              "shards": str(shards), "card": str(card), "results": str(results), "submissions": str(subs),
              "checkpoint": str(ckpt), "timings_s": {k: round(v, 1) for k, v in timings.items()}}
-    (out / "demo_summary.json").write_text(json.dumps(where, indent=2))
+    atomic_write_text(out / "demo_summary.json", json.dumps(where, indent=2))
     return where
-
-
-def register(sub) -> None:
-    p = sub.add_parser("demo", help="offline end-to-end demo on a synthetic dataset",
-                       description=__doc__.split("\n\n")[0])
-    p.add_argument("out", nargs="?", default="demo_out", help="output folder (default: demo_out)")
-    p.add_argument("--identities", type=int, default=3)
-    p.add_argument("--clips-per-identity", type=int, default=2)
-    p.add_argument("--seconds", type=float, default=4.0, help="length of each synthetic clip")
-    p.add_argument("--train-steps", type=int, help=f"diffusion training steps (default {DEMO_TRAIN_STEPS})")
-    p.add_argument("--sync-steps", type=int, help=f"sync-expert training steps (default {DEMO_SYNC_STEPS})")
-    p.add_argument("--workers", type=int, help="Dask workers (default: one per core)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--clean", action="store_true", help="delete OUT first")
-    p.set_defaults(func=main)
-
-
-def main(args) -> int:
-    t0 = time.perf_counter()
-    where = run_demo(args.out, n_identities=args.identities, clips_per_identity=args.clips_per_identity,
-                     seconds=args.seconds, train_steps=args.train_steps, sync_steps=args.sync_steps,
-                     seed=args.seed, workers=args.workers,
-                     clean=args.clean)
-    print(f"\ntalkbench demo finished in {time.perf_counter() - t0:.0f}s. Look at:")
-    for k in ("site", "leaderboard_md", "card", "shards", "results"):
-        print(f"  {k:15s} {where[k]}")
-    return 0

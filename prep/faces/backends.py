@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from talkbench.models import WeightsNotFound, dlib_model
+from talkbase.weights import WeightsNotFound, dlib_model
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +135,7 @@ class FanBackend:
     """face-alignment's S3FD detector and 2DFAN4 landmarks, on CPU or GPU.
 
     Only runs when its weights are already in the torch hub cache: it never downloads. A missing file
-    raises :class:`talkbench.models.WeightsNotFound` naming it (checked before face-alignment is
+    raises :class:`talkbase.weights.WeightsNotFound` naming it (checked before face-alignment is
     imported, so the message is the same whether or not the package is installed).
     """
 

@@ -51,13 +51,20 @@ class FaceConfig:
     border: str = "replicate"  # crop pixels outside the frame: "replicate", "reflect" or "constant"
     # clip-level QA: thresholds and whether each problem fails the clip or only flags it
     on_no_face: str = "fail"  # no face in any frame
-    min_face_fraction: float = 0.5  # "face lost for most frames" below this fraction of frames
+    face_lost_fraction: float = 0.5  # "face lost for most frames": a face on fewer than this fraction
     on_face_lost: str = "flag"
-    max_fit_residual: float = 0.05  # "fit diverged": mean 3DMM residual / face size above this
+    fit_diverged_ratio: float = 0.05  # "fit diverged": mean 3DMM residual / face size above this
     on_fit_diverged: str = "flag"
     fit_3dmm: bool = True
 
     def __post_init__(self):
+        for f in fields(self):  # a value must have its default's type (an int where a float goes is fine)
+            v, d = getattr(self, f.name), f.default
+            if v is None and f.name == "face_size_px":
+                continue
+            want = float if isinstance(d, float) or f.name == "face_size_px" else type(d)
+            if isinstance(v, bool) != (want is bool) or not isinstance(v, (int, float) if want is float else want):
+                raise ValueError(f"faces.{f.name}: expected {want.__name__}, got {v!r}")
         if self.backend not in ("dlib", "fan"):
             raise ValueError(f"backend {self.backend!r} not one of dlib, fan")
         if self.detector not in ("hog", "mmod"):

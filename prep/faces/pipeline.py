@@ -4,9 +4,9 @@ Clip-level problems and what they become (``FaceConfig`` decides "fail" or "flag
 
 * ``no_face``: no face in any frame. Default **fail**: :class:`prep.errors.FaceError`, which the job
   writes as a failure row (a clip without a face is useless for lip-sync training).
-* ``face_lost``: a face on fewer than ``min_face_fraction`` of the frames. Default **flag**: the clip
+* ``face_lost``: a face on fewer than ``face_lost_fraction`` of the frames. Default **flag**: the clip
   keeps its rows (frames without a face say so) and gets a QA flag, so a ``--filter`` can drop it.
-* ``fit_diverged``: mean 3DMM residual above ``max_fit_residual`` x the face size (or non-finite).
+* ``fit_diverged``: mean 3DMM residual above ``fit_diverged_ratio`` x the face size (or non-finite).
   Default **flag**: the crops and landmarks are still good; only the coefficients are suspect.
 
 A flag is a string ``"<name>: <reason>"``; the job stores it in ``qa_flags``.
@@ -67,15 +67,15 @@ def clip_checks(summary: dict, config: FaceConfig, clip_id: str = "clip") -> lis
     if not frac or math.isnan(frac):
         problem("no_face", config.on_no_face, f"no face found in any of {summary.get('num_frames', 0)} frames")
         return flags
-    if frac < config.min_face_fraction:
+    if frac < config.face_lost_fraction:
         problem("face_lost", config.on_face_lost,
-                f"face found on {100 * frac:.0f}% of frames (< {100 * config.min_face_fraction:.0f}%)")
+                f"face found on {100 * frac:.0f}% of frames (< {100 * config.face_lost_fraction:.0f}%)")
     if "fit_residual" in summary:
         res, size = summary["fit_residual"], summary.get("face_size", float("nan"))
         rel = res / size if size and math.isfinite(size) else float("nan")
-        if not math.isfinite(rel) or rel > config.max_fit_residual:
+        if not math.isfinite(rel) or rel > config.fit_diverged_ratio:
             problem("fit_diverged", config.on_fit_diverged,
-                    f"3DMM residual {res:.1f} px = {rel:.3f} of the face size (> {config.max_fit_residual:g})")
+                    f"3DMM residual {res:.1f} px = {rel:.3f} of the face size (> {config.fit_diverged_ratio:g})")
     return flags
 
 

@@ -2,8 +2,6 @@
 Speakers are not annotated; the word is kept as the group."""
 from __future__ import annotations
 
-from pathlib import Path
-
 from ._common import finish, item, require_dir, videos_under
 
 

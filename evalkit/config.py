@@ -1,0 +1,90 @@
+"""The settings of one evaluation (``EvalConfig``) and what a submitted video may look like (``SubmissionLimits``).
+
+Each metric builds its protocol dict from these settings and its own constants (``evalkit/metrics/``);
+``protocol_hash`` over all of them goes into results.json, so results made under different settings are
+never ranked together. Bump ``PROTOCOL_VERSION`` when anything shared by every metric changes.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+
+PROTOCOL_VERSION = "evalkit-2.0"  # 2.0: protocols are built by each metric module from its own constants
+MODES = ("reconstruction", "cross")
+
+REGIONS = ("aligned", "full")
+LSE_CROPS = ("aligned", "syncnet-pipeline")
+LSE_DETECTORS = ("dlib", "s3fd")  # face detector of the syncnet-pipeline crop
+LMD_PRESETS = ("ratnerf", "atvgnet")
+MOUTH = slice(48, 68)
+
+
+@dataclass(frozen=True)
+class SubmissionLimits:
+    """What a submitted video may look like before it is decoded at all."""
+
+    min_side: int = 32
+    max_side: int = 4096
+    max_pixels: int = 4096 * 2304
+    max_duration_s: float = 600.0
+    max_bytes: int = 4 << 30
+    length_tolerance: int = 2  # frames at 25 fps, reconstruction mode
+    min_frames: int = 5  # at 25 fps, any mode (one SyncNet window)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Every setting of one evaluation; each active metric reads the fields it needs for its protocol."""
+
+    mode: str = "reconstruction"
+    metrics: tuple[str, ...] = ()  # canonical names (evalkit.metrics.select); empty: every metric of the mode
+    split: str | None = None  # score only reference clips of this split (None: every clip)
+    region: str = "aligned"  # PSNR/SSIM and FID image set: aligned face crop or full frame
+    crop_size: int = 256  # declared aligned-crop size (the reference affine is rescaled to it)
+    psnr_cap_db: float = 100.0  # identical frames would give +inf
+    ssim_kernel: int = 11
+    ssim_sigma: float = 1.5
+    lmd_preset: str = "ratnerf"
+    csim_stride: int = 5  # embed every k-th frame (dlib's ResNet is ~80 ms/face on one core)
+    csim_chip_size: int = 150
+    csim_chip_padding: float = 0.25
+    fid_stride: int = 1  # every k-th frame into FID ("pool over all frames" is 1)
+    lse_crop: str = "aligned"
+    lse_detector: str = "dlib"  # syncnet-pipeline only: dlib (embedded) or s3fd (upstream's, sfd_face.pth)
+    chunk_size: int = 32  # frames decoded at a time per video
+    allow_uncalibrated_fid: bool = False
+    inception_seed: int = 0
+    limits: SubmissionLimits = field(default_factory=SubmissionLimits)
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if self.region not in REGIONS:
+            raise ValueError(f"crop/region must be one of {REGIONS}, got {self.region!r}")
+        if self.lse_crop not in LSE_CROPS:
+            raise ValueError(f"lse_crop must be one of {LSE_CROPS}, got {self.lse_crop!r}")
+        if self.lse_detector not in LSE_DETECTORS:
+            raise ValueError(f"lse_detector must be one of {LSE_DETECTORS}, got {self.lse_detector!r}")
+        if self.lmd_preset not in LMD_PRESETS:
+            raise ValueError(f"lmd_preset must be one of {LMD_PRESETS}, got {self.lmd_preset!r}")
+        for name in ("crop_size", "csim_stride", "fid_stride", "chunk_size"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1")
+
+    def with_(self, **kw) -> "EvalConfig":
+        return replace(self, **kw)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["metrics"] = list(self.metrics)
+        return d
+
+
+def region_name(region: str) -> str:
+    return "aligned_crop" if region == "aligned" else "full_frame"
+
+
+__all__ = ["PROTOCOL_VERSION", "EvalConfig", "SubmissionLimits", "REGIONS", "LSE_CROPS", "LSE_DETECTORS",
+           "LMD_PRESETS", "MODES", "region_name"]

@@ -1,0 +1,282 @@
+"""What metrics read from a video, each computed at most once however many metrics read it.
+
+A worker decodes the reference and the generated video side by side in chunks. For every chunk it builds
+one :class:`ChunkInputs`; its attributes (aligned crops, landmarks, embeddings, Inception features ...)
+are computed the first time a metric asks for them. What only exists for the whole video (the audio, the
+224-px crop sequence SyncNet reads, the LSE and sync-expert results) lives in :class:`VideoInputs`; the
+worker collects the per-frame parts of it while decoding when an active metric ``needs`` them.
+
+Networks are loaded once per worker process (``lru_cache``).
+"""
+from __future__ import annotations
+
+from functools import cached_property, lru_cache
+
+import numpy as np
+
+from .geometry import SEQ_SIZE, crop_affines, fill_affines, resize_to, transform_points, warp_many
+
+# name -> what it is (``talkbench eval --list-metrics`` shows these)
+INPUTS = {
+    "region_pairs": "reference / generated frames of the scored region (aligned face crops, or full frames)",
+    "landmarks": "dlib 68-point landmarks of both sides in aligned-crop pixels",
+    "embeddings": "dlib face embeddings of both sides (every csim_stride-th face frame)",
+    "fid_features": "Inception pool3 features of the generated FID image set",
+    "gen_audio": "the submitted video's audio at 16 kHz",
+    "gen_seq_crops": "224-px aligned crops of every generated frame (the reference affine; nearest face frame's "
+                     "affine where the reference has none)",
+    "gen_detections": "face boxes on every generated frame (the syncnet-pipeline crop's detector)",
+    "lse": "SyncNet offset / LSE-D / LSE-C of the generated video (one pass for both LSE metrics)",
+    "sync_expert": "the in-domain sync expert's clip-level sync of the generated video",
+}
+
+
+def video_level_needs(needs: set[str], config) -> set[str]:
+    """The per-frame collections a set of needs implies (collected while decoding)."""
+    out = set(needs)
+    if "lse" in out:
+        out.add("gen_seq_crops" if config.lse_crop == "aligned" else "gen_detections")
+    if "sync_expert" in out:
+        out |= {"gen_seq_crops", "gen_audio"}
+    return out
+
+
+# ---------------------------------------------------------------- per-process networks
+
+@lru_cache(maxsize=2)
+def inception(path, seed):
+    from .metrics.fid import inference_model
+    from .nets.inception import load_inception
+
+    return inference_model(load_inception(path, allow_random=path is None, seed=seed or 0), fuse=True)
+
+
+@lru_cache(maxsize=2)
+def syncnet(path):
+    from .nets.syncnet import load_syncnet
+
+    return load_syncnet(path)
+
+
+@lru_cache(maxsize=2)
+def sync_expert(path):
+    from .nets.sync_expert import load_sync_expert
+
+    return load_sync_expert(path)
+
+
+@lru_cache(maxsize=2)
+def s3fd(path):
+    from .nets.s3fd import S3FDDetector, load_s3fd
+
+    return S3FDDetector(load_s3fd(path))
+
+
+@lru_cache(maxsize=1)
+def face_backend():
+    from prep.faces import get_backend
+
+    return get_backend("dlib")
+
+
+@lru_cache(maxsize=2)
+def embedder(chip_size: int, padding: float):
+    from .metrics.csim import DlibFaceEmbedder
+
+    return DlibFaceEmbedder(chip_size, padding)
+
+
+def features(path, seed, images: np.ndarray) -> np.ndarray:
+    from .metrics.fid import FEATURE_DIM, extract_features
+
+    if not len(images):
+        return np.zeros((0, FEATURE_DIM), np.float32)
+    return extract_features(inception(path, seed), [images], batch_size=max(1, len(images)), fuse=False)
+
+
+def fid_frame_mask(face: np.ndarray, stride: int, region: str) -> np.ndarray:
+    """Frames in the FID image set: every ``stride``-th frame (with a reference face, for aligned crops)."""
+    face = np.asarray(face, bool)
+    take = (np.arange(len(face)) % int(stride)) == 0
+    return take & face if region == "aligned" else take
+
+
+# ---------------------------------------------------------------- geometry of one task
+
+class TaskGeometry:
+    """The reference clip's affines mapped to this evaluation's crops and the generated video's size."""
+
+    def __init__(self, task):
+        clip, cfg, n = task.clip, task.config, task.n_frames
+        self.n = n
+        self.face = np.asarray(clip.face, bool)[:n]
+        self.boxes = np.asarray(clip.boxes, np.float64)[:n]
+        self.size = int(cfg.crop_size)
+        out_scale = self.size / float(clip.crop_size)
+        self.ref_hw = (int(clip.height), int(clip.width))
+        self.src_scale = (clip.width / task.video.width, clip.height / task.video.height)
+        affines = np.asarray(clip.affines)[:n]
+        self.a_ref = crop_affines(affines, out_scale, (1.0, 1.0))
+        self.a_gen = crop_affines(affines, out_scale, self.src_scale)
+        self.a_seq = crop_affines(fill_affines(affines, self.face), SEQ_SIZE / float(clip.crop_size), self.src_scale)
+        sx, sy = self.src_scale
+        self.box_scale = np.array([sx, sy, sx, sy])
+        self.fid_use = fid_frame_mask(self.face, cfg.fid_stride, cfg.region)
+
+
+class ChunkInputs:
+    """Frames ``start … start+size`` of both videos and what metrics derive from them (lazily, once)."""
+
+    def __init__(self, task, geo: TaskGeometry, start: int, ref: np.ndarray, gen: np.ndarray):
+        self.task, self.geo, self.config = task, geo, task.config
+        self.start, self.ref_frames, self.gen_frames = start, ref, gen
+        self.size = len(ref)
+        self.index = np.arange(start, start + self.size)
+        self.face_pos = np.flatnonzero(geo.face[self.index])  # positions (in the chunk) with a reference face
+
+    @cached_property
+    def face_index(self) -> np.ndarray:
+        return self.index[self.face_pos]
+
+    @cached_property
+    def ref_crops(self) -> np.ndarray:
+        return warp_many(self.ref_frames[self.face_pos], self.geo.a_ref[self.face_index], self.geo.size)
+
+    @cached_property
+    def gen_crops(self) -> np.ndarray:
+        return warp_many(self.gen_frames[self.face_pos], self.geo.a_gen[self.face_index], self.geo.size)
+
+    @cached_property
+    def region_pairs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(ref, gen, positions)``: aligned crops of the face frames, or every full frame (generated
+        frames resized to the reference size)."""
+        if self.config.region == "aligned":
+            return self.ref_crops, self.gen_crops, self.face_pos
+        return self.ref_frames, resize_to(self.gen_frames, self.geo.ref_hw), np.arange(self.size)
+
+    @cached_property
+    def landmarks(self) -> tuple[np.ndarray, np.ndarray]:
+        """(size, 68, 2) reference and generated landmarks in aligned-crop pixels (NaN rows: no face)."""
+        lm_r = np.full((self.size, 68, 2), np.nan)
+        lm_g = np.full((self.size, 68, 2), np.nan)
+        if len(self.face_pos):
+            backend, fi = face_backend(), self.face_index
+            b_ref = self.geo.boxes[fi]
+            pr = backend.landmarks(self.ref_frames[self.face_pos], b_ref)
+            pg = backend.landmarks(self.gen_frames[self.face_pos], b_ref / self.geo.box_scale)
+            for j, (p, i) in enumerate(zip(self.face_pos, fi)):
+                lm_r[p] = transform_points(pr[j], self.geo.a_ref[i])
+                lm_g[p] = transform_points(pg[j], self.geo.a_gen[i])
+        return lm_r, lm_g
+
+    @cached_property
+    def embeddings(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(positions, ref_emb, gen_emb)`` for every ``csim_stride``-th face frame."""
+        keep = (self.face_index % int(self.config.csim_stride)) == 0
+        pos, fi = self.face_pos[keep], self.face_index[keep]
+        if not len(pos):
+            return pos, np.zeros((0, 128)), np.zeros((0, 128))
+        emb = embedder(self.config.csim_chip_size, self.config.csim_chip_padding)
+        b_ref = self.geo.boxes[fi]
+        return pos, emb.embed(self.ref_frames[pos], b_ref), emb.embed(self.gen_frames[pos], b_ref / self.geo.box_scale)
+
+    @cached_property
+    def fid_features(self) -> np.ndarray:
+        """Inception features of this chunk's generated frames in the FID image set."""
+        w = self.task.weights.get("inception")
+        sel = np.flatnonzero(self.geo.fid_use[self.index])
+        if self.config.region == "aligned":
+            images = self.gen_crops[np.searchsorted(self.face_pos, sel)] if len(sel) else self.gen_crops[:0]
+        else:
+            images = self.gen_frames[sel]
+        return features(w.path, w.seed, images)
+
+    @cached_property
+    def gen_seq_crops(self) -> np.ndarray:
+        return warp_many(self.gen_frames, self.geo.a_seq[self.index], SEQ_SIZE)
+
+    @cached_property
+    def gen_detections(self) -> list:
+        if self.config.lse_detector == "s3fd":
+            return s3fd(self.task.weights.path("s3fd")).detect(self.gen_frames, scale=0.25)  # upstream's facedet_scale
+        return face_backend().detect(self.gen_frames)
+
+
+class VideoInputs:
+    """Whole-video inputs: collected per chunk by the worker, or read once when first asked for."""
+
+    def __init__(self, task, geo: TaskGeometry, collect: set[str]):
+        self.task, self.geo, self.config = task, geo, task.config
+        self.n_frames = geo.n
+        self.face = geo.face
+        self._collect = collect
+        self._seq = np.zeros((geo.n, SEQ_SIZE, SEQ_SIZE, 3), np.uint8) if "gen_seq_crops" in collect else None
+        self._detections = [] if "gen_detections" in collect else None
+
+    def add_chunk(self, chunk: ChunkInputs) -> None:
+        if self._seq is not None:
+            self._seq[chunk.index] = chunk.gen_seq_crops
+        if self._detections is not None:
+            self._detections.extend(chunk.gen_detections)
+
+    def truncate(self, n: int) -> None:
+        """The container promised more frames than decode gave: keep the first ``n``."""
+        self.n_frames, self.face = n, self.face[:n]
+        if self._seq is not None:
+            self._seq = self._seq[:n]
+
+    @property
+    def gen_seq_crops(self) -> np.ndarray:
+        if self._seq is None:
+            raise RuntimeError("gen_seq_crops was not collected (no active metric needs it)")
+        if not self.face.any():
+            raise ValueError("no reference face in any frame")
+        return self._seq
+
+    @property
+    def gen_detections(self) -> list:
+        if self._detections is None:
+            raise RuntimeError("gen_detections was not collected (no active metric needs it)")
+        return self._detections
+
+    @cached_property
+    def gen_audio(self) -> np.ndarray:
+        from prep import media
+
+        return media.read_audio(self.task.video.path, self.n_frames)
+
+    @cached_property
+    def lse(self) -> dict:
+        """syncnet_python's scoring of the generated video (aligned or syncnet-pipeline crops)."""
+        from prep import media
+        from prep.audio import to_int16
+
+        from . import syncnet_crop
+        from .metrics.lse import lse
+
+        model = syncnet(self.task.weights.path("syncnet"))
+        wav = to_int16(self.gen_audio)
+        if self.config.lse_crop == "aligned":
+            return lse(syncnet_crop.aligned_crops(self.gen_seq_crops), wav, model)
+        tracks = syncnet_crop.track_faces(self.gen_detections)
+        if not tracks:
+            raise ValueError("syncnet-pipeline: no face track of > 100 frames and > 100 px")
+        track = max(tracks, key=lambda t: (len(t.frames), -t.start))
+        cx, cy, half = syncnet_crop.smooth_track(track)
+        crops = np.empty((len(track.frames), syncnet_crop.CROP_SIZE, syncnet_crop.CROP_SIZE, 3), np.uint8)
+        for ch in media.iter_frames(self.task.video.path, chunk_size=int(self.config.chunk_size), start=track.start,
+                                    stop=track.stop):
+            for j, frame in enumerate(ch.frames):
+                k = ch.start + j - track.start
+                crops[k] = syncnet_crop.crop_frame(frame, cx[k], cy[k], half[k])[..., ::-1]
+        return lse(crops, wav[track.start * 640:track.stop * 640], model)
+
+    @cached_property
+    def sync_expert(self) -> dict:
+        from prep.audio import melspectrogram
+
+        scorer = sync_expert(self.task.weights.path("sync_expert"))
+        return scorer.clip_sync(self.gen_seq_crops, melspectrogram(self.gen_audio), valid=self.face)
+
+
+__all__ = ["INPUTS", "ChunkInputs", "VideoInputs", "TaskGeometry", "video_level_needs", "fid_frame_mask", "features"]

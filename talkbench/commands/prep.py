@@ -1,0 +1,92 @@
+"""``talkbench prep INPUT OUT``: thin wrapper over :func:`prep.job.run_prep`. Cheap to import."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "prep", help="videos -> Parquet shards (Dask)",
+        description="Decode videos to 25 fps / 16 kHz, track faces, align crops, fit 3DMM, compute mel/MFCC "
+                    "and QA, and write Parquet shards. Resumable; every input becomes a clip or a failure row.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("input", help="a directory of videos (recursive), a .txt/.csv list, or a corpus dir with --recipe")
+    p.add_argument("out", help="output directory (shards, failures.parquet, manifest.json)")
+    p.add_argument("--recipe", choices=["lrs2", "lrs3", "voxceleb2", "hdtf", "lrw"], help="corpus layout of INPUT")
+    g = p.add_argument_group("execution")
+    g.add_argument("--scheduler", help="tcp://HOST:PORT of a running Dask scheduler, or 'inline' (no Dask)")
+    g.add_argument("--workers", type=int, help="LocalCluster worker processes (default: one per core)")
+    g.add_argument("--threads-per-worker", type=int, default=1)
+    g.add_argument("--memory-limit", default="auto", help="per worker, e.g. 4GiB")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g.add_argument("--overwrite", action="store_true", help="replace output made with a different config")
+    c = p.add_argument_group("content (changes the config hash)")
+    c.add_argument("--config", help="JSON file with PrepConfig fields (flags below override it)")
+    c.add_argument("--crop-size", type=int, help="aligned crop side in px (default 256)")
+    c.add_argument("--crop-codec", choices=["jpeg", "png"])
+    c.add_argument("--backend", choices=["dlib", "fan"], help="face backend (default dlib)")
+    c.add_argument("--detect-every", type=int, help="run the detector every k frames (tracking in between)")
+    c.add_argument("--no-3dmm", action="store_true", help="skip the 3DMM fit")
+    c.add_argument("--bfm", metavar="DIR", help="3DDFA BFM basis folder (else $TALKBENCH_3DDFA_DIR or the cache dir)")
+    c.add_argument("--segment-frames", type=int, help="split videos longer than this into segment tasks")
+    f = p.add_argument_group("QA filters (mark clips, never drop them; 'none' disables)")
+    for name, help_ in [("min-face-fraction", "fraction of frames with a face"),
+                        ("min-face-size", "median face box side, px"), ("max-jitter", "landmark jitter, crop px"),
+                        ("min-blur", "variance of Laplacian on the mouth"), ("min-loudness-db", "RMS dBFS"),
+                        ("max-fit-residual", "3DMM residual, px")]:
+        f.add_argument(f"--{name}", type=_float_or_none, metavar="X", help=help_, default=argparse.SUPPRESS)
+    p.set_defaults(func=main)
+
+
+def _float_or_none(s: str):
+    return None if s.lower() == "none" else float(s)
+
+
+def build_config(args):
+    from dataclasses import replace
+
+    from prep.config import PrepConfig
+    from prep.faces.config import FaceConfig
+
+    cfg = PrepConfig.from_dict(json.loads(open(args.config).read())) if args.config else PrepConfig()
+    faces = cfg.faces.to_dict()
+    for key, val in (("crop_size", args.crop_size), ("backend", args.backend), ("detect_every", args.detect_every)):
+        if val is not None:
+            faces[key] = val
+    if args.no_3dmm:
+        faces["fit_3dmm"] = False
+    filters = cfg.filters
+    for name in ("min_face_fraction", "min_face_size", "max_jitter", "min_blur", "min_loudness_db",
+                 "max_fit_residual"):
+        if hasattr(args, name):  # given on the command line (None = disabled)
+            filters = replace(filters, **{name: getattr(args, name)})
+    kw = {"faces": FaceConfig.from_dict(faces), "filters": filters}
+    if args.crop_codec:
+        kw["crop_codec"] = args.crop_codec
+    if args.segment_frames:
+        kw["segment_frames"] = args.segment_frames
+    return replace(cfg, **kw)
+
+
+def main(args) -> int:
+    from prep.job import PrepUsageError, run_prep
+
+    if args.bfm:  # workers of a LocalCluster inherit the environment; remote workers need it set there
+        import os
+
+        os.environ["TALKBENCH_3DDFA_DIR"] = os.path.abspath(args.bfm)
+    try:
+        cfg = build_config(args)
+        summary = run_prep(args.input, args.out, cfg, recipe=args.recipe, scheduler=args.scheduler,
+                           n_workers=args.workers, threads_per_worker=args.threads_per_worker,
+                           memory_limit=args.memory_limit, progress=not args.no_progress,
+                           overwrite=args.overwrite)
+    except (PrepUsageError, FileNotFoundError, ValueError) as e:
+        print(f"talkbench prep: error: {e}", file=sys.stderr)
+        return 2
+    for f in summary.failures:
+        print(f"  failed [{f['stage']}] {f['source_path']}: {f['message'].splitlines()[0]}", file=sys.stderr)
+    print(summary.line())
+    return 0 if summary.ok > 0 else 1

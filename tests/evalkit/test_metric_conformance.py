@@ -1,0 +1,247 @@
+"""One conformance harness for every registered metric (in the spirit of torchmetrics' ``MetricTester``).
+
+For each spec, synthetic videos (with missing faces / landmarks) are fed through the spec exactly as the
+worker feeds it, and the harness checks: the spec equals the metric's functional form; feeding a video in
+chunks equals feeding it whole; the merged dataset value does not depend on the order videos are merged
+in; a video with nothing to score gives no value and a reason, and leaves the dataset value alone.
+Adding a metric means adding its case here: the first test fails for a registered metric without one.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+
+from evalkit import metrics
+from evalkit.config import EvalConfig
+from evalkit.metrics.base import MergeContext
+from evalkit.metrics.csim import csim
+from evalkit.metrics.lmd import lmd
+from evalkit.metrics.psnr import psnr
+from evalkit.metrics.ssim import ssim
+
+CONFIG = EvalConfig(csim_stride=1)
+N_VIDEOS, FRAMES = 5, 23
+
+
+class FakeChunk:
+    """What a metric's ``feed`` reads from :class:`evalkit.inputs.ChunkInputs`, given directly."""
+
+    def __init__(self, size: int, **inputs):
+        self.size = size
+        self.__dict__.update(inputs)
+
+
+class FakeVideo:
+    """What a metric's ``finish`` reads from :class:`evalkit.inputs.VideoInputs`."""
+
+    def __init__(self, n_frames: int, **inputs):
+        self.n_frames = n_frames
+        self.__dict__.update(inputs)
+
+
+# ---------------------------------------------------------------- per-metric cases
+
+def _images(rng, valid):
+    ref = rng.integers(0, 256, (FRAMES, 24, 24, 3), dtype=np.uint8)
+    noise = rng.integers(-20, 21, ref.shape)
+    return {"ref": ref, "gen": np.clip(ref.astype(int) + noise, 0, 255).astype(np.uint8), "valid": valid}
+
+
+def _region_chunk(v, a, b):
+    pos = np.flatnonzero(v["valid"][a:b])
+    return FakeChunk(b - a, region_pairs=(v["ref"][a:b][pos], v["gen"][a:b][pos], pos))
+
+
+def _landmarks(rng, valid):
+    ref = rng.normal(100, 20, (FRAMES, 68, 2))
+    gen = ref + rng.normal(0, 2, ref.shape)
+    gen[~valid] = np.nan
+    return {"ref": ref, "gen": gen, "valid": valid}
+
+
+def _lm_chunk(v, a, b):
+    return FakeChunk(b - a, landmarks=(v["ref"][a:b], v["gen"][a:b]))
+
+
+def _embeddings(rng, valid):
+    ref = rng.normal(0, 1, (FRAMES, 128))
+    return {"ref": ref, "gen": ref + rng.normal(0, 0.5, ref.shape), "valid": valid}
+
+
+def _emb_chunk(v, a, b):
+    pos = np.flatnonzero(v["valid"][a:b])
+    return FakeChunk(b - a, embeddings=(pos, v["ref"][a:b][pos], v["gen"][a:b][pos]))
+
+
+def _features(rng, valid):
+    return {"fake": rng.normal(0.3, 1, (FRAMES, 8))[valid], "valid": valid}
+
+
+def _fid_chunk(v, a, b):
+    keep = np.flatnonzero(v["valid"])
+    sel = keep[(keep >= a) & (keep < b)]
+    return FakeChunk(b - a, fid_features=v["fake"][np.searchsorted(keep, sel)])
+
+
+def _lse(rng, valid):
+    from evalkit.metrics.lse import scores_from_distances
+
+    import torch
+
+    if not valid.any():
+        return {"error": ValueError("no reference face in any frame")}
+    r = scores_from_distances(torch.from_numpy(rng.uniform(5, 15, (int(valid.sum()), 31))).float())
+    return {"lse": {**r, "num_windows": int(valid.sum())}}
+
+
+def _sync(rng, valid):
+    score = float(rng.uniform(-1, 1)) if valid.any() else float("nan")
+    return {"sync_expert": {"score": score, "offset": 0, "confidence": 0.1, "num_windows": int(valid.sum())}}
+
+
+def _video_inputs(v):
+    if "error" in v:
+        class Failing(FakeVideo):
+            @property
+            def lse(self):
+                raise v["error"]
+        return Failing(FRAMES)
+    return FakeVideo(FRAMES, **{k: v[k] for k in ("lse", "sync_expert") if k in v})
+
+
+def _frame_mean(fn):
+    def expected(v):
+        ok = v["valid"]
+        return fn(v, ok) if ok.any() else None
+    return expected
+
+
+CASES = {
+    "psnr": (_images, _region_chunk, _frame_mean(lambda v, ok: psnr(v["ref"][ok], v["gen"][ok], CONFIG.psnr_cap_db))),
+    "ssim": (_images, _region_chunk,
+             _frame_mean(lambda v, ok: ssim(v["ref"][ok], v["gen"][ok], CONFIG.ssim_kernel, CONFIG.ssim_sigma))),
+    "lmd_mouth": (_landmarks, _lm_chunk, _frame_mean(lambda v, ok: lmd(v["ref"], v["gen"], "mouth", CONFIG.lmd_preset))),
+    "lmd_face": (_landmarks, _lm_chunk, _frame_mean(lambda v, ok: lmd(v["ref"], v["gen"], "face", CONFIG.lmd_preset))),
+    "csim": (_embeddings, _emb_chunk, _frame_mean(lambda v, ok: csim(v["ref"][ok], v["gen"][ok]))),
+    "fid": (_features, _fid_chunk, None),  # a set-level metric: checked on the dataset value below
+    "lse_d": (_lse, None, lambda v: v["lse"]["lse_d"] if "lse" in v else None),
+    "lse_c": (_lse, None, lambda v: v["lse"]["lse_c"] if "lse" in v else None),
+    "sync_inhouse": (_sync, None, lambda v: v["sync_expert"]["score"] if v["valid"].any() else None),
+}
+
+
+def _videos(name, seed=0):
+    make = CASES[name][0]
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(N_VIDEOS):
+        valid = rng.random(FRAMES) > 0.3
+        if i == N_VIDEOS - 1:
+            valid[:] = False  # nothing to score in the last video
+        v = make(rng, valid)
+        v["valid"] = valid
+        out.append(v)
+    return out
+
+
+def _score(spec, v, cuts):
+    """Feed one video in the chunks given by ``cuts`` and finish it, as the worker does."""
+    acc = spec.new(CONFIG)
+    if spec.feed is not None:
+        bounds = [0, *cuts, FRAMES]
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            spec.feed(acc, CASES[spec.name][1](v, a, b))
+    return spec.finish(acc, _video_inputs(v))
+
+
+def _ctx(name, videos):
+    if name != "fid":
+        return MergeContext(CONFIG)
+    from evalkit.metrics.fid import FeatureMoments
+
+    real = np.random.default_rng(99).normal(0, 1, (40, 8))
+    return MergeContext(CONFIG, FeatureMoments.from_features(real))
+
+
+def _summary(spec, values, ctx):
+    merged = spec.merger(CONFIG)
+    for v in values:
+        spec.merge(merged, v)
+    return spec.summary(merged, ctx)
+
+
+# ---------------------------------------------------------------- the harness
+
+def test_every_registered_metric_has_a_conformance_case():
+    assert set(CASES) == {s.name for s in metrics.all_specs()}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_chunked_equals_whole_and_equals_the_functional(name):
+    spec = metrics.get(name)
+    expected = CASES[name][2]
+    for v in _videos(name):
+        whole = _score(spec, v, [])
+        chunked = _score(spec, v, [4, 5, 17])
+        if expected is not None:
+            want = expected(v)
+            if want is None:
+                assert whole.value is None and whole.reason, name
+            else:
+                assert whole.value == pytest.approx(want, rel=1e-9, abs=1e-12), name
+        assert (whole.value is None) == (chunked.value is None)
+        if whole.value is not None:
+            assert chunked.value == pytest.approx(whole.value, rel=1e-12, abs=1e-12)
+        assert whole.reason == chunked.reason
+        if name == "fid" and whole.reason is None:
+            np.testing.assert_array_equal(whole.state, chunked.state)
+
+
+@pytest.mark.filterwarnings("ignore::evalkit.metrics.fid.FIDSampleWarning")
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_merge_order_does_not_matter_and_empty_videos_count_nothing(name):
+    spec = metrics.get(name)
+    videos = _videos(name, seed=1)
+    values = [_score(spec, v, [7]) for v in videos]
+    ctx = _ctx(name, videos)
+    ref = _summary(spec, values, ctx)
+    for perm in itertools.islice(itertools.permutations(range(len(values))), 0, 24, 5):
+        got = _summary(spec, [values[i] for i in perm], ctx)
+        if name == "fid":  # float64 moment sums: order changes the last bits (the runner merges in clip order)
+            assert got["value"] == pytest.approx(ref["value"], rel=1e-12) and got["n"] == ref["n"]
+        else:  # per-video values are summarised sorted: exactly the same
+            assert got == ref
+    scored = [v for v in values if v.reason is None]
+    assert values[-1].reason and values[-1].value is None  # the video with nothing to score
+    assert _summary(spec, values[:-1], ctx) == ref
+    if name == "fid":
+        from evalkit.metrics.fid import fid
+
+        real = np.random.default_rng(99).normal(0, 1, (40, 8))
+        fake = np.concatenate([v["fake"] for v in videos if len(v["fake"])])
+        assert ref["value"] == pytest.approx(fid(real, fake), rel=1e-9) and ref["n_samples"] == len(fake)
+    else:
+        per_video = np.array([v.value for v in scored])
+        assert ref["n"] == len(scored) and ref["value"] == pytest.approx(per_video.mean(), rel=1e-12)
+        assert ref["stderr"] == pytest.approx(per_video.std(ddof=1) / math.sqrt(len(per_video)), rel=1e-9)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_protocol_is_strict_json_built_from_the_config(name):
+    from talkbase.results import canonical_json
+
+    spec = metrics.get(name)
+    p = spec.protocol(CONFIG)
+    assert p["version"] == spec.version and canonical_json(p) == canonical_json(spec.protocol(EvalConfig(csim_stride=1)))
+    assert spec.modes and spec.label and isinstance(spec.higher_is_better, bool)
+
+
+def test_protocol_follows_the_settings_it_is_made_of():
+    changed = {"psnr": dict(region="full"), "ssim": dict(ssim_sigma=2.0), "lmd_mouth": dict(lmd_preset="atvgnet"),
+               "fid": dict(fid_stride=3), "lse_d": dict(lse_crop="syncnet-pipeline"), "csim": dict(csim_stride=7)}
+    for name, kw in changed.items():
+        spec = metrics.get(name)
+        assert spec.protocol(CONFIG) != spec.protocol(CONFIG.with_(**kw)), name

@@ -1,0 +1,100 @@
+"""Shard format: typed schema, atomic deterministic writes, shard-set splitting, readers."""
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from prep import shards
+from prep.output import PrepOutput, decode_crop
+from prep.schema import CLIPS_SCHEMA, FRAMES_SCHEMA
+
+
+def _frame_rows(clip_id, n, seed=0):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        crop = rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)
+        rows.append({"clip_id": clip_id, "frame_index": i, "crop": shards.encode_crop(crop, "png"),
+                     "face_found": i % 4 != 3, "num_faces": 1,
+                     "landmarks": None if i % 4 == 3 else rng.random((68, 2)) * 32,
+                     "affine": np.eye(2, 3)})
+    return rows
+
+
+def test_rows_to_table_types_and_nulls():
+    t = shards.rows_to_table(_frame_rows("a/b", 8), "frames")
+    assert t.schema == FRAMES_SCHEMA
+    assert t.column("landmarks").null_count == 2
+    assert t.column("mm_exp").null_count == 8  # declared, filled later by the 3DMM stage
+    assert len(t.column("landmarks")[0].as_py()) == 136
+
+
+def test_parquet_bytes_are_deterministic_and_atomic(tmp_path):
+    t = shards.rows_to_table(_frame_rows("a", 20), "frames")
+    shards.write_table_atomic(t, tmp_path / "x.parquet", "frames")
+    shards.write_table_atomic(t, tmp_path / "y.parquet", "frames")
+    assert (tmp_path / "x.parquet").read_bytes() == (tmp_path / "y.parquet").read_bytes()
+    assert not list(tmp_path.glob("*.tmp"))
+    assert pq.ParquetFile(tmp_path / "x.parquet").metadata.row_group(0).column(0).compression == "ZSTD"
+
+
+def test_failed_write_leaves_no_file(tmp_path):
+    target = tmp_path / "z.json"
+    with pytest.raises(TypeError):
+        shards.atomic_write_bytes(target, "not bytes")  # type: ignore[arg-type]
+    assert not target.exists() and not list(tmp_path.iterdir())
+
+
+def test_shard_set_split_and_names(tmp_path):
+    tables = [shards.rows_to_table(_frame_rows(f"c{k}", 7, k), "frames") for k in range(5)]
+    written = shards.write_shard_set(iter(tables), tmp_path / "frames", "frames", 35, rows_per_shard=10)
+    assert [w["path"] for w in written] == [f"frames/frames-{i:05d}-of-00004.parquet" for i in range(4)]
+    assert [w["rows"] for w in written] == [10, 10, 10, 5]
+    back = pa.concat_tables([pq.read_table(tmp_path / w["path"]) for w in written])
+    assert back.equals(pa.concat_tables(tables))
+    # a rewrite with fewer rows removes stale shards of the old count
+    shards.write_shard_set(iter(tables[:1]), tmp_path / "frames", "frames", 7, rows_per_shard=10)
+    assert [p.name for p in sorted((tmp_path / "frames").glob("frames-*.parquet"))] == ["frames-00000-of-00001.parquet"]
+
+
+def test_crop_codecs_round_trip():
+    rng = np.random.default_rng(1)
+    img = rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(decode_crop(shards.encode_crop(img, "png")), img)
+    smooth = np.tile(np.linspace(0, 255, 64, dtype=np.uint8)[None, :, None], (64, 1, 3))
+    assert np.abs(decode_crop(shards.encode_crop(smooth, "jpeg", 95)).astype(int) - smooth).max() <= 4
+    assert shards.encode_crop(img, "jpeg") == shards.encode_crop(img, "jpeg")
+    with pytest.raises(ValueError, match="codec"):
+        shards.encode_crop(img, "webp")
+
+
+def test_training_reader_cuts_wav2lip_mel_windows(tmp_path):
+    from prep.audio import mel_window
+
+    mel = np.arange(80 * 17, dtype=np.float32).reshape(80, 17)  # 5 frames -> 1 + 5*3.2 = 17 mel steps
+    clip = {"clip_id": "a", "source_path": "/x/a.mp4", "source_sha256": "0" * 64, "fps": 25.0, "num_frames": 5,
+            "sample_rate": 16000, "duration_s": 0.2, "mel": mel, "mel_shape": [80, 17],
+            "mfcc": np.zeros((19, 13)), "mfcc_shape": [19, 13]}
+    assert shards.rows_to_table([clip], "clips").schema == CLIPS_SCHEMA
+    shards.write_shard_set([shards.rows_to_table([clip], "clips")], tmp_path / "clips", "clips", 1, 10)
+    shards.write_shard_set([shards.rows_to_table(_frame_rows("a", 5), "frames")], tmp_path / "frames",
+                           "frames", 5, 10)
+    out = PrepOutput(tmp_path, {})  # shards without a manifest: the reader's frame / clip access only
+    got = list(out.training_frames())
+    # frame 3 has no face; frames 1..4 start at 3, 6, 9, 12 -> only 0 (start 0) fits a 16-step window in 17
+    assert [g["frame_index"] for g in got] == [0]
+    np.testing.assert_array_equal(got[0]["mel"], mel_window(mel, 0))
+    assert got[0]["crop"].shape == (32, 32, 3) and got[0]["landmarks"].shape == (68, 2)
+    assert out.clip_frames("a").column("frame_index").to_pylist() == list(range(5))
+    assert [c.clip_id for c in out.clips()] == ["a"] and out.clip("a", audio=True).mel.shape == (80, 17)
+
+
+def test_readable_with_hf_datasets(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    shards.write_shard_set([shards.rows_to_table(_frame_rows("a", 6), "frames")], tmp_path / "frames",
+                           "frames", 6, 10)
+    ds = datasets.load_dataset("parquet", data_files=str(tmp_path / "frames" / "*.parquet"), split="train",
+                               cache_dir=str(tmp_path / "hf"))
+    assert len(ds) == 6 and len(ds[0]["landmarks"]) == 136
