@@ -72,12 +72,15 @@ def list_metrics_text(syncnet=None, inception=None, s3fd=None, sync_expert=None)
     lines = [f"{'metric':<14} {'label':<18} {'version':<15} {'dir':<3} {'modes':<22} weights"]
     for s in specs:
         ws = []
-        for w in s.weights(cfg) + (("s3fd (syncnet-pipeline + s3fd only)",) if s.name.startswith("lse") else ()):
-            key = w.split()[0]
-            info = resolved.get(key)
-            state = ("present" if info.calibrated else "present, unverified") if info and info.path else \
-                "absent (random, uncalibrated)" if info else f"absent ({ABSENT.get(key, 'missing')})"
-            ws.append(f"{w}: {state}" if key not in unusable else f"{w}: {unusable[key].split(':')[0]}")
+        for w in s.weights(cfg) + (("s3fd",) if s.name.startswith("lse") else ()):
+            info = resolved.get(w)
+            if w in unusable:
+                state = "absent" if unusable[w].startswith(ABSENT[w]) else "unusable"
+            elif info is not None and info.path is None:
+                state = "absent (random, uncalibrated)"
+            else:
+                state = "present, official" if info.calibrated else "present, unverified"
+            ws.append(f"{w}{' (syncnet-pipeline --lse-detector s3fd)' if w == 's3fd' else ''}: {state}")
         lines.append(f"{s.name:<14} {s.label:<18} {s.version:<15} {ARROW[s.higher_is_better]:<3} "
                      f"{','.join(s.modes):<22} {'; '.join(ws) or '-'}")
     return "\n".join(lines)
