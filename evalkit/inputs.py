@@ -34,7 +34,7 @@ INPUTS = {
 def video_level_needs(needs: set[str], config) -> set[str]:
     """The per-frame collections a set of needs implies (collected while decoding)."""
     out = set(needs)
-    if "lse" in out:
+    if "lse" in out and config.lse_preset == "fast":
         out.add("gen_seq_crops" if config.lse_crop == "aligned" else "gen_detections")
     if "sync_expert" in out:
         out |= {"gen_seq_crops", "gen_audio"}
@@ -255,6 +255,8 @@ class VideoInputs:
         from .metrics.lse import lse
 
         model = syncnet(self.task.weights.path("syncnet"))
+        if self.config.lse_preset != "fast":
+            return self._lse_preset(model)
         wav = to_int16(self.gen_audio)
         if self.config.lse_crop == "aligned":
             return lse(syncnet_crop.aligned_crops(self.gen_seq_crops), wav, model)
@@ -270,6 +272,20 @@ class VideoInputs:
                 k = ch.start + j - track.start
                 crops[k] = syncnet_crop.crop_frame(frame, cx[k], cy[k], half[k])[..., ::-1]
         return lse(crops, wav[track.start * 640:track.stop * 640], model)
+
+    def _lse_preset(self, model) -> dict:
+        """The preset's upstream script on the submitted file; every track's scores and their aggregate."""
+        from . import lse_upstream
+        from .lse_presets import get_preset
+
+        preset = get_preset(self.config.lse_preset)
+        detector = None
+        if preset.detector == "s3fd":
+            detector = lse_upstream.s3fd_detector(self.task.weights.path("s3fd"), preset.facedet_scale, preset.det_conf)
+        tracks = lse_upstream.run_preset(self.task.video.path, preset, model, detector)
+        out = lse_upstream.aggregate(tracks, self.config.lse_track_aggregation)
+        out["tracks"] = [t.to_dict() for t in tracks]
+        return out
 
     @cached_property
     def sync_expert(self) -> dict:

@@ -58,7 +58,7 @@ class TrackScore:
 
 
 class NoFaceTrack(ValueError):
-    reason = "no face track"
+    """A tracked preset found no face track (upstream writes no crop file and scores nothing)."""
 
 
 # ---------------------------------------------------------------- scenes
