@@ -28,6 +28,10 @@ INPUTS = {
     "gen_detections": "face boxes on every generated frame (the syncnet-pipeline crop's detector)",
     "lse": "SyncNet offset / LSE-D / LSE-C of the generated video (one pass for both LSE metrics)",
     "sync_expert": "the in-domain sync expert's clip-level sync of the generated video",
+    "gen_landmarks_px": "dlib 68-point landmarks of the generated frames in generated-frame pixels",
+    "gen_head_pose": "head rotation of every generated frame (3DMM fit when the 3DDFA basis is present, else "
+                     "solvePnP of landmarks)",
+    "gen_mm_exp": "3DMM expression coefficients fitted to the generated frames' landmarks (needs the 3DDFA basis)",
 }
 
 
@@ -38,6 +42,8 @@ def video_level_needs(needs: set[str], config) -> set[str]:
         out.add("gen_seq_crops" if config.lse_crop == "aligned" else "gen_detections")
     if "sync_expert" in out:
         out |= {"gen_seq_crops", "gen_audio"}
+    if out & {"gen_head_pose", "gen_mm_exp"}:
+        out.add("gen_landmarks_px")
     return out
 
 
@@ -155,6 +161,16 @@ class ChunkInputs:
         return self.ref_frames, resize_to(self.gen_frames, self.geo.ref_hw), np.arange(self.size)
 
     @cached_property
+    def gen_landmarks_px(self) -> np.ndarray:
+        """(size, 68, 2) generated landmarks in generated-frame pixels (the reference box, rescaled, as the
+        detection box; NaN rows: no reference face)."""
+        out = np.full((self.size, 68, 2), np.nan)
+        if len(self.face_pos):
+            b_ref = self.geo.boxes[self.face_index]
+            out[self.face_pos] = face_backend().landmarks(self.gen_frames[self.face_pos], b_ref / self.geo.box_scale)
+        return out
+
+    @cached_property
     def landmarks(self) -> tuple[np.ndarray, np.ndarray]:
         """(size, 68, 2) reference and generated landmarks in aligned-crop pixels (NaN rows: no face)."""
         lm_r = np.full((self.size, 68, 2), np.nan)
@@ -163,7 +179,7 @@ class ChunkInputs:
             backend, fi = face_backend(), self.face_index
             b_ref = self.geo.boxes[fi]
             pr = backend.landmarks(self.ref_frames[self.face_pos], b_ref)
-            pg = backend.landmarks(self.gen_frames[self.face_pos], b_ref / self.geo.box_scale)
+            pg = self.gen_landmarks_px[self.face_pos]
             for j, (p, i) in enumerate(zip(self.face_pos, fi)):
                 lm_r[p] = transform_points(pr[j], self.geo.a_ref[i])
                 lm_g[p] = transform_points(pg[j], self.geo.a_gen[i])
@@ -212,8 +228,11 @@ class VideoInputs:
         self._collect = collect
         self._seq = np.zeros((geo.n, SEQ_SIZE, SEQ_SIZE, 3), np.uint8) if "gen_seq_crops" in collect else None
         self._detections = [] if "gen_detections" in collect else None
+        self._lm = np.full((geo.n, 68, 2), np.nan) if "gen_landmarks_px" in collect else None
 
     def add_chunk(self, chunk: ChunkInputs) -> None:
+        if self._lm is not None:
+            self._lm[chunk.index] = chunk.gen_landmarks_px
         if self._seq is not None:
             self._seq[chunk.index] = chunk.gen_seq_crops
         if self._detections is not None:
@@ -224,6 +243,54 @@ class VideoInputs:
         self.n_frames, self.face = n, self.face[:n]
         if self._seq is not None:
             self._seq = self._seq[:n]
+        if self._lm is not None:
+            self._lm = self._lm[:n]
+
+    @property
+    def gen_landmarks_px(self) -> np.ndarray:
+        if self._lm is None:
+            raise RuntimeError("gen_landmarks_px was not collected (no active metric needs it)")
+        return self._lm
+
+    @cached_property
+    def gen_3dmm(self) -> dict | None:
+        """``prep.threedmm.fit_clip`` on the generated landmarks; None without the 3DDFA basis."""
+        from .metrics.head_motion import basis_available
+        from prep.threedmm import fit_clip
+
+        if not basis_available():
+            return None
+        lm = self.gen_landmarks_px
+        return fit_clip(lm, np.isfinite(lm).all(axis=(1, 2)), (self.task.video.width, self.task.video.height))
+
+    @cached_property
+    def gen_head_pose(self) -> tuple[np.ndarray, str]:
+        """((n, 3, 3) head rotations, "3dmm" | "landmarks")."""
+        from .metrics._motion import euler_rotation, landmark_head_rotation
+
+        fit = self.gen_3dmm
+        if fit is not None:
+            rot = euler_rotation(np.asarray(fit["mm_pose"], np.float64)[:, :3])
+            rot[~np.asarray(fit["valid"], bool)] = np.nan
+            return rot, "3dmm"
+        return landmark_head_rotation(self.gen_landmarks_px, (self.task.video.width, self.task.video.height)), \
+            "landmarks"
+
+    @cached_property
+    def gen_mm_exp(self) -> tuple[np.ndarray, np.ndarray]:
+        """(generated, reference) (k, 10) expression coefficients of the frames where both exist."""
+        fit = self.gen_3dmm
+        if fit is None:
+            raise ValueError("the 3DDFA basis is absent: no 3DMM fit of the generated frames")
+        ref = self.task.clip.mm_exp
+        if ref is None:
+            raise ValueError("the reference shards have no mm_exp (prep without the 3DMM fit)")
+        ref = np.asarray(ref, np.float64)[:self.n_frames]
+        gen = np.asarray(fit["mm_exp"], np.float64)[:len(ref)]
+        ok = np.asarray(fit["valid"], bool)[:len(ref)] & np.isfinite(ref).all(axis=1) & self.face[:len(ref)]
+        if not ok.any():
+            raise ValueError("no frame with both a reference and a generated 3DMM fit")
+        return gen[ok], ref[ok]
 
     @property
     def gen_seq_crops(self) -> np.ndarray:

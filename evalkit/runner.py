@@ -57,7 +57,7 @@ def load_reference(prep_out, split: str | None = None) -> tuple[dict[str, Refere
             continue
         g = geometry[c.clip_id]
         out[c.clip_id] = ReferenceClip(c.clip_id, str(src), c.source_sha256, c.num_frames, int(c.src_width),
-                                       int(c.src_height), c.crop_size, g.face, g.boxes, g.affines)
+                                       int(c.src_height), c.crop_size, g.face, g.boxes, g.affines, g.mm_exp)
     return out, problems
 
 
