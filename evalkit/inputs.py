@@ -16,6 +16,8 @@ import numpy as np
 
 from .geometry import SEQ_SIZE, crop_affines, fill_affines, resize_to, transform_points, warp_many
 
+OWN_DETECT_SIDE = 720  # the generated frames' own face detection runs at most at this size (longest side)
+
 # name -> what it is (``talkbench eval --list-metrics`` shows these)
 INPUTS = {
     "region_pairs": "reference / generated frames of the scored region (aligned face crops, or full frames)",
@@ -28,7 +30,8 @@ INPUTS = {
     "gen_detections": "face boxes on every generated frame (the syncnet-pipeline crop's detector)",
     "lse": "SyncNet offset / LSE-D / LSE-C of the generated video (one pass for both LSE metrics)",
     "sync_expert": "the in-domain sync expert's clip-level sync of the generated video",
-    "gen_landmarks_px": "dlib 68-point landmarks of the generated frames in generated-frame pixels",
+    "gen_landmarks_px": "dlib 68-point landmarks of the generated frames from their own face detection (no "
+                        "reference needed), in generated-frame pixels",
     "gen_head_pose": "head rotation of every generated frame (3DMM fit when the 3DDFA basis is present, else "
                      "solvePnP of landmarks)",
     "gen_mm_exp": "3DMM expression coefficients fitted to the generated frames' landmarks (needs the 3DDFA basis)",
@@ -162,12 +165,18 @@ class ChunkInputs:
 
     @cached_property
     def gen_landmarks_px(self) -> np.ndarray:
-        """(size, 68, 2) generated landmarks in generated-frame pixels (the reference box, rescaled, as the
-        detection box; NaN rows: no reference face)."""
+        """(size, 68, 2) landmarks of the generated frames from the generated frames alone: dlib's detector on
+        each frame (downscaled to at most ``OWN_DETECT_SIDE`` px), the largest face, its 68 points in
+        generated-frame pixels (NaN rows: no face found)."""
+        backend = face_backend()
         out = np.full((self.size, 68, 2), np.nan)
-        if len(self.face_pos):
-            b_ref = self.geo.boxes[self.face_index]
-            out[self.face_pos] = face_backend().landmarks(self.gen_frames[self.face_pos], b_ref / self.geo.box_scale)
+        if not self.size:
+            return out
+        scale = min(1.0, OWN_DETECT_SIDE / float(max(self.gen_frames.shape[1:3])))
+        for j, (frame, boxes) in enumerate(zip(self.gen_frames, backend.detect(self.gen_frames, scale=scale))):
+            if len(boxes):
+                b = boxes[np.argmax((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))]
+                out[j] = backend.landmarks(frame[None], b[None, :4])[0]
         return out
 
     @cached_property
@@ -179,7 +188,7 @@ class ChunkInputs:
             backend, fi = face_backend(), self.face_index
             b_ref = self.geo.boxes[fi]
             pr = backend.landmarks(self.ref_frames[self.face_pos], b_ref)
-            pg = self.gen_landmarks_px[self.face_pos]
+            pg = backend.landmarks(self.gen_frames[self.face_pos], b_ref / self.geo.box_scale)
             for j, (p, i) in enumerate(zip(self.face_pos, fi)):
                 lm_r[p] = transform_points(pr[j], self.geo.a_ref[i])
                 lm_g[p] = transform_points(pg[j], self.geo.a_gen[i])

@@ -166,8 +166,8 @@ def lipleak(lm: np.ndarray, audio: np.ndarray) -> tuple[float | None, dict]:
     return si / (sp + MOTION_EPS), info
 
 
-PROTOCOL = {"landmarks": "dlib 68-point landmarks of the generated frames (generated-frame pixels; detection "
-                         "box from the reference clip in reconstruction / cross mode)",
+PROTOCOL = {"landmarks": "dlib 68-point landmarks of the generated frames from their own dlib HOG detection "
+                         "(longest side downscaled to <= 720 px, the largest face), generated-frame pixels",
             "blink": f"runs of EAR < {BLINK_THRESHOLD} x the video's median EAR (both eyes averaged)",
             "blink_min_valid_s": MIN_BLINK_VALID_S,
             "speech": f"frame RMS >= {SPEECH_LEVEL} x its 95th percentile", "silence": f"< {SILENCE_LEVEL} x",
