@@ -145,6 +145,7 @@ def test_transcode_and_q2_jpegs_equal_the_command_line(clip, tmp_path):
     assert np.array_equal(frame_io.extract_audio(cli / "video.avi")[:len(wav)], wav)
 
 
+@pytest.mark.slow  # ~1 min: both paths of two presets (bench/lse_presets_vs_cli.py measures all of them)
 @NEED_FFMPEG
 def test_emulated_scores_match_the_command_line_path(emulated, clip, model, detector, tmp_path):
     """The measured difference between the emulated I/O and FFmpeg's own command line (docs/LSE_PRESETS.md)."""
