@@ -185,3 +185,41 @@ def test_official_weights_reproduce_syncnet_pythons_demo():
     r = lse_upstream.score_file(example, net, PRESETS["syncnet_python"])
     assert r["offset"] == 3
     assert r["lse_d"] == pytest.approx(5.353, rel=1e-3) and r["lse_c"] == pytest.approx(10.021, rel=1e-3)
+
+
+# ---------------------------------------------------------------- through talkbench eval
+
+def test_evaluate_records_preset_tracks_and_reasons(clip, tmp_path, monkeypatch):
+    import pandas as pd
+    import torch
+
+    from evalkit.nets.s3fd import random_state_dict as s3fd_random
+    from evalkit.nets.syncnet import random_state_dict
+    from evalkit.runner import evaluate
+    from prep.config import PrepConfig
+    from prep.job import run_prep
+    from talkbase.results import load_results
+
+    monkeypatch.setenv("TALKBENCH_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "c.mp4").write_bytes((clip / "clip.mp4").read_bytes())
+    run_prep(str(tmp_path / "src"), tmp_path / "ref", PrepConfig(faces={"fit_3dmm": False}), scheduler="inline",
+             progress=False)
+    syncnet = tmp_path / "syncnet_v2.model"
+    torch.save(random_state_dict(0), syncnet)
+    r = evaluate(tmp_path / "ref", tmp_path / "src", tmp_path / "res", metrics=["lse_d", "lse_c"],
+                 syncnet_path=syncnet, lse_preset="wav2lip-lrs", scheduler="inline")
+    m = r["metrics"]["lse_d"]
+    assert m["protocol"]["preset"]["name"] == "wav2lip-lrs" and m["protocol"]["crop"] == "whole-frame"
+    assert m["n_scored"] == 1 and m["value"] > 0 and r["config"]["lse_preset"] == "wav2lip-lrs"
+    pv = pd.read_parquet(tmp_path / "res" / "per_video.parquet").iloc[0]
+    assert pv["lse_n_tracks"] == 1 and pv["lse_tracks"][0]["lse_d"] == pytest.approx(m["value"])
+    load_results(tmp_path / "res" / "results.json")  # the one parser accepts it
+    # a tracked preset with S3FD weights that find no face (random, official layout): a reason, no number
+    s3fd = tmp_path / "sfd_face.pth"
+    torch.save(s3fd_random(0), s3fd)
+    r = evaluate(tmp_path / "ref", tmp_path / "src", tmp_path / "res2", metrics=["lse_d"], syncnet_path=syncnet,
+                 s3fd_path=s3fd, lse_preset="syncnet_python", lse_track_aggregation="best", scheduler="inline")
+    m = r["metrics"]["lse_d"]
+    assert m["value"] is None and m["protocol"]["track_aggregation"] == "best"
+    assert any("no face track" in why for why in m["skip_reasons"]) and "s3fd" in m["protocol"]["weights"]
