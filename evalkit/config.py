@@ -53,6 +53,10 @@ class EvalConfig:
     fid_stride: int = 1  # every k-th frame into FID ("pool over all frames" is 1)
     lse_crop: str = "aligned"
     lse_detector: str = "dlib"  # syncnet-pipeline only: dlib (embedded) or s3fd (upstream's, sfd_face.pth)
+    lse_preset: str = "fast"  # evalkit.lse_presets: which upstream script LSE reproduces ("fast": none, crops direct)
+    lse_track_aggregation: str = "mean"  # tracked presets: "mean" over a video's face tracks or the "best" track
+    ci_resamples: int = 1000  # bootstrap resamples over videos for every metric's ci95 (0: no intervals)
+    ci_seed: int = 0
     chunk_size: int = 32  # frames decoded at a time per video
     allow_uncalibrated_fid: bool = False
     inception_seed: int = 0
@@ -67,6 +71,17 @@ class EvalConfig:
             raise ValueError(f"lse_crop must be one of {LSE_CROPS}, got {self.lse_crop!r}")
         if self.lse_detector not in LSE_DETECTORS:
             raise ValueError(f"lse_detector must be one of {LSE_DETECTORS}, got {self.lse_detector!r}")
+        from .lse_presets import AGGREGATIONS, PRESETS
+
+        if self.lse_preset not in PRESETS:
+            raise ValueError(f"lse_preset must be one of {tuple(PRESETS)}, got {self.lse_preset!r}")
+        if self.lse_preset != "fast" and (self.lse_crop != "aligned" or self.lse_detector != "dlib"):
+            raise ValueError("lse_crop / lse_detector choose the fast preset's crop; the "
+                             f"{self.lse_preset} preset fixes its own (leave them at their defaults)")
+        if self.lse_track_aggregation not in AGGREGATIONS:
+            raise ValueError(f"lse_track_aggregation must be one of {AGGREGATIONS}, got {self.lse_track_aggregation!r}")
+        if int(self.ci_resamples) < 0:
+            raise ValueError("ci_resamples must be >= 0")
         if self.lmd_preset not in LMD_PRESETS:
             raise ValueError(f"lmd_preset must be one of {LMD_PRESETS}, got {self.lmd_preset!r}")
         for name in ("crop_size", "csim_stride", "fid_stride", "chunk_size"):

@@ -16,6 +16,8 @@ import numpy as np
 
 from .geometry import SEQ_SIZE, crop_affines, fill_affines, resize_to, transform_points, warp_many
 
+OWN_DETECT_SIDE = 720  # the generated frames' own face detection runs at most at this size (longest side)
+
 # name -> what it is (``talkbench eval --list-metrics`` shows these)
 INPUTS = {
     "region_pairs": "reference / generated frames of the scored region (aligned face crops, or full frames)",
@@ -28,16 +30,23 @@ INPUTS = {
     "gen_detections": "face boxes on every generated frame (the syncnet-pipeline crop's detector)",
     "lse": "SyncNet offset / LSE-D / LSE-C of the generated video (one pass for both LSE metrics)",
     "sync_expert": "the in-domain sync expert's clip-level sync of the generated video",
+    "gen_landmarks_px": "dlib 68-point landmarks of the generated frames from their own face detection (no "
+                        "reference needed), in generated-frame pixels",
+    "gen_head_pose": "head rotation of every generated frame (3DMM fit when the 3DDFA basis is present, else "
+                     "solvePnP of landmarks)",
+    "gen_mm_exp": "3DMM expression coefficients fitted to the generated frames' landmarks (needs the 3DDFA basis)",
 }
 
 
 def video_level_needs(needs: set[str], config) -> set[str]:
     """The per-frame collections a set of needs implies (collected while decoding)."""
     out = set(needs)
-    if "lse" in out:
+    if "lse" in out and config.lse_preset == "fast":
         out.add("gen_seq_crops" if config.lse_crop == "aligned" else "gen_detections")
     if "sync_expert" in out:
         out |= {"gen_seq_crops", "gen_audio"}
+    if out & {"gen_head_pose", "gen_mm_exp"}:
+        out.add("gen_landmarks_px")
     return out
 
 
@@ -155,6 +164,22 @@ class ChunkInputs:
         return self.ref_frames, resize_to(self.gen_frames, self.geo.ref_hw), np.arange(self.size)
 
     @cached_property
+    def gen_landmarks_px(self) -> np.ndarray:
+        """(size, 68, 2) landmarks of the generated frames from the generated frames alone: dlib's detector on
+        each frame (downscaled to at most ``OWN_DETECT_SIDE`` px), the largest face, its 68 points in
+        generated-frame pixels (NaN rows: no face found)."""
+        backend = face_backend()
+        out = np.full((self.size, 68, 2), np.nan)
+        if not self.size:
+            return out
+        scale = min(1.0, OWN_DETECT_SIDE / float(max(self.gen_frames.shape[1:3])))
+        for j, (frame, boxes) in enumerate(zip(self.gen_frames, backend.detect(self.gen_frames, scale=scale))):
+            if len(boxes):
+                b = boxes[np.argmax((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))]
+                out[j] = backend.landmarks(frame[None], b[None, :4])[0]
+        return out
+
+    @cached_property
     def landmarks(self) -> tuple[np.ndarray, np.ndarray]:
         """(size, 68, 2) reference and generated landmarks in aligned-crop pixels (NaN rows: no face)."""
         lm_r = np.full((self.size, 68, 2), np.nan)
@@ -212,8 +237,11 @@ class VideoInputs:
         self._collect = collect
         self._seq = np.zeros((geo.n, SEQ_SIZE, SEQ_SIZE, 3), np.uint8) if "gen_seq_crops" in collect else None
         self._detections = [] if "gen_detections" in collect else None
+        self._lm = np.full((geo.n, 68, 2), np.nan) if "gen_landmarks_px" in collect else None
 
     def add_chunk(self, chunk: ChunkInputs) -> None:
+        if self._lm is not None:
+            self._lm[chunk.index] = chunk.gen_landmarks_px
         if self._seq is not None:
             self._seq[chunk.index] = chunk.gen_seq_crops
         if self._detections is not None:
@@ -224,6 +252,54 @@ class VideoInputs:
         self.n_frames, self.face = n, self.face[:n]
         if self._seq is not None:
             self._seq = self._seq[:n]
+        if self._lm is not None:
+            self._lm = self._lm[:n]
+
+    @property
+    def gen_landmarks_px(self) -> np.ndarray:
+        if self._lm is None:
+            raise RuntimeError("gen_landmarks_px was not collected (no active metric needs it)")
+        return self._lm
+
+    @cached_property
+    def gen_3dmm(self) -> dict | None:
+        """``prep.threedmm.fit_clip`` on the generated landmarks; None without the 3DDFA basis."""
+        from .metrics.head_motion import basis_available
+        from prep.threedmm import fit_clip
+
+        if not basis_available():
+            return None
+        lm = self.gen_landmarks_px
+        return fit_clip(lm, np.isfinite(lm).all(axis=(1, 2)), (self.task.video.width, self.task.video.height))
+
+    @cached_property
+    def gen_head_pose(self) -> tuple[np.ndarray, str]:
+        """((n, 3, 3) head rotations, "3dmm" | "landmarks")."""
+        from .metrics._motion import euler_rotation, landmark_head_rotation
+
+        fit = self.gen_3dmm
+        if fit is not None:
+            rot = euler_rotation(np.asarray(fit["mm_pose"], np.float64)[:, :3])
+            rot[~np.asarray(fit["valid"], bool)] = np.nan
+            return rot, "3dmm"
+        return landmark_head_rotation(self.gen_landmarks_px, (self.task.video.width, self.task.video.height)), \
+            "landmarks"
+
+    @cached_property
+    def gen_mm_exp(self) -> tuple[np.ndarray, np.ndarray]:
+        """(generated, reference) (k, 10) expression coefficients of the frames where both exist."""
+        fit = self.gen_3dmm
+        if fit is None:
+            raise ValueError("the 3DDFA basis is absent: no 3DMM fit of the generated frames")
+        ref = self.task.clip.mm_exp
+        if ref is None:
+            raise ValueError("the reference shards have no mm_exp (prep without the 3DMM fit)")
+        ref = np.asarray(ref, np.float64)[:self.n_frames]
+        gen = np.asarray(fit["mm_exp"], np.float64)[:len(ref)]
+        ok = np.asarray(fit["valid"], bool)[:len(ref)] & np.isfinite(ref).all(axis=1) & self.face[:len(ref)]
+        if not ok.any():
+            raise ValueError("no frame with both a reference and a generated 3DMM fit")
+        return gen[ok], ref[ok]
 
     @property
     def gen_seq_crops(self) -> np.ndarray:
@@ -255,6 +331,8 @@ class VideoInputs:
         from .metrics.lse import lse
 
         model = syncnet(self.task.weights.path("syncnet"))
+        if self.config.lse_preset != "fast":
+            return self._lse_preset(model)
         wav = to_int16(self.gen_audio)
         if self.config.lse_crop == "aligned":
             return lse(syncnet_crop.aligned_crops(self.gen_seq_crops), wav, model)
@@ -270,6 +348,20 @@ class VideoInputs:
                 k = ch.start + j - track.start
                 crops[k] = syncnet_crop.crop_frame(frame, cx[k], cy[k], half[k])[..., ::-1]
         return lse(crops, wav[track.start * 640:track.stop * 640], model)
+
+    def _lse_preset(self, model) -> dict:
+        """The preset's upstream script on the submitted file; every track's scores and their aggregate."""
+        from . import lse_upstream
+        from .lse_presets import get_preset
+
+        preset = get_preset(self.config.lse_preset)
+        detector = None
+        if preset.detector == "s3fd":
+            detector = lse_upstream.s3fd_detector(self.task.weights.path("s3fd"), preset.facedet_scale, preset.det_conf)
+        tracks = lse_upstream.run_preset(self.task.video.path, preset, model, detector)
+        out = lse_upstream.aggregate(tracks, self.config.lse_track_aggregation)
+        out["tracks"] = [t.to_dict() for t in tracks]
+        return out
 
     @cached_property
     def sync_expert(self) -> dict:

@@ -27,7 +27,7 @@ def per_video_table(specs, scores, accepted, skipped) -> bytes:
         if spec.per_video_column:
             columns[spec.name] = pa.float64()
         for name, kind in spec.columns:
-            columns[name] = pa.type_for_alias(kind)
+            columns[name] = kind if isinstance(kind, pa.DataType) else pa.type_for_alias(kind)
     records = []
     for cid in sorted(set(acc) | set(skip_by_id)):
         v, r, sk = acc.get(cid), by_id.get(cid), skip_by_id.get(cid)

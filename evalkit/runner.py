@@ -24,7 +24,9 @@ from talkbase.threads import one_thread
 
 from . import metrics as registry
 from .config import PROTOCOL_VERSION, EvalConfig, SubmissionLimits
-from .metrics.base import MergeContext
+from .metrics.base import CI_METHOD, MergeContext, bootstrap_ci
+
+FID_CI_RESAMPLES = 50  # set-level metrics recompute the whole statistic per resample (FID: an eigendecomposition)
 from .results import metric_entry
 from .tasks import EvalTask, ReferenceClip, ReferenceFIDTask, ResolvedWeights, VideoScore
 from .weights import EvaluationError, FIDWeightsMissing, WeightPaths, resolve_weights
@@ -55,7 +57,7 @@ def load_reference(prep_out, split: str | None = None) -> tuple[dict[str, Refere
             continue
         g = geometry[c.clip_id]
         out[c.clip_id] = ReferenceClip(c.clip_id, str(src), c.source_sha256, c.num_frames, int(c.src_width),
-                                       int(c.src_height), c.crop_size, g.face, g.boxes, g.affines)
+                                       int(c.src_height), c.crop_size, g.face, g.boxes, g.affines, g.mm_exp)
     return out, problems
 
 
@@ -271,6 +273,7 @@ def _merge(specs, scores, config, protocols, weights, skipped_metric, fid_ref, n
             continue
         reasons = {f"video skipped: {code}": k for code, k in video_skips.items()}
         merged = spec.merger(config)
+        per_video = []  # (clip id, value) of every merged video: the bootstrap resamples these in clip-id order
         for r in scores:
             if r.status != "scored":
                 continue
@@ -280,8 +283,17 @@ def _merge(specs, scores, config, protocols, weights, skipped_metric, fid_ref, n
                 reasons[why] = reasons.get(why, 0) + 1
             if v is not None:
                 spec.merge(merged, v)
+                per_video.append((r.clip_id, v))
         summary = spec.summary(merged, ctx)
         extra = {"skip_reasons": reasons}
+        if summary.get("value") is not None and config.ci_resamples:
+            resamples = min(config.ci_resamples, FID_CI_RESAMPLES) if spec.bootstrap is not None else config.ci_resamples
+            ci = bootstrap_ci([v for _, v in sorted(per_video, key=lambda cv: cv[0])], spec, ctx, resamples,
+                              config.ci_seed)
+            if ci is not None:
+                extra["ci95"] = list(ci)
+                extra["ci95_method"] = {"method": CI_METHOD, "resamples": int(resamples), "seed": int(config.ci_seed),
+                                        "unit": "video"}
         if w is not None and not w.calibrated:
             extra["note"] = (f"UNCALIBRATED {spec.label}: {w.name} weights are not the official file ({w.source}, "
                              f"sha256 {w.sha256[:12]}); not comparable with published numbers")

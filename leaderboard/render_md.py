@@ -4,11 +4,13 @@ from __future__ import annotations
 from talkbase.escape import md, md_url, safe_url
 
 from .registry import Collection
-from .tables import (PROTOCOL_SOURCE, Benchmark, Row, Table, arrow, fmt_counts, fmt_metric, skipped_reason,
+from .tables import (PROTOCOL_SOURCE, Benchmark, Row, Table, arrow, fmt_counts, fmt_metric, fmt_rank, skipped_reason,
                      weights_line)
 
-INTRO = ("Mean ± standard error over scored videos. ↑ higher is better, ↓ lower is better. "
-         "(k) is the rank among models and baselines; {bold} is the best value. Ground-truth rows are "
+INTRO = ("Mean over scored videos with its 95 % bootstrap interval [lo, hi] (± standard error where a file has "
+         "no interval). ↑ higher is better, ↓ lower is better. (k) is the rank among models and baselines; (k≈) "
+         "marks a rank statistically tied with the rank above it (a 95 % paired bootstrap over common videos, or "
+         "overlapping intervals); {bold} is the best value. Ground-truth rows are "
          "references and are not ranked. Rows are ordered by mean rank. Results computed under a different "
          "protocol or different metric weights are never ranked together: they are listed in separate tables "
          "with the reason.")
@@ -44,7 +46,7 @@ def _row(row: Row, table: Table) -> str:
         if table.ranked and c.key in row.best:
             v = f"**{v}**"
         if table.ranked and c.key in row.ranks:
-            v += f" ({row.ranks[c.key]})"
+            v += f" ({fmt_rank(row, c)})"
         cells.append(v)
     if table.ranked:
         cells.append("—" if row.mean_rank is None else f"{row.mean_rank:.2f}")

@@ -55,6 +55,7 @@ class Row:
     ranks: dict[str, int] = field(default_factory=dict)
     best: set[str] = field(default_factory=set)
     mean_rank: float | None = None
+    tied: dict[str, str] = field(default_factory=dict)  # column -> how it is tied with the row ranked above it
 
     @property
     def ranked(self) -> bool:
@@ -261,8 +262,57 @@ def rank_rows(rows: list[Row], columns: tuple[Column, ...] | None = None) -> Non
             if rank == 1:
                 r.best.add(col.key)
             prev, prev_rank = v, rank
+        mark_ties([r for _, r in vals], col)
     for r in rows:
         r.mean_rank = sum(r.ranks.values()) / len(r.ranks) if r.ranks else None
+
+
+# ---------------------------------------------------------------- statistical ties
+
+TIE_RESAMPLES, TIE_SEED = 2000, 0
+TIE_RULE = ("a rank is statistically tied with the rank above it when the 95 % paired-bootstrap interval of the "
+            "mean per-video difference over their common videos (per_video.parquet) contains 0, or, without "
+            "per-video values for both, when their ci95 intervals overlap")
+
+
+def _per_video_values(sub: Submission, key: str) -> dict[str, float] | None:
+    if sub.per_video is None:
+        return None
+    try:
+        import pyarrow.parquet as pq
+
+        t = pq.read_table(sub.per_video, columns=["clip_id", key]).to_pydict()
+    except Exception:  # noqa: BLE001 - no such column (set-level metric) or unreadable: no paired test
+        return None
+    return {c: float(v) for c, v in zip(t["clip_id"], t[key]) if v is not None and math.isfinite(v)}
+
+
+def tie_with(a: Submission, b: Submission, key: str) -> str | None:
+    """How ``b`` is statistically tied with ``a`` on metric ``key`` ('paired' / 'ci'), or None when it is not."""
+    import numpy as np
+
+    va, vb = _per_video_values(a, key), _per_video_values(b, key)
+    if va is not None and vb is not None:
+        common = sorted(set(va) & set(vb))
+        if len(common) >= 2:
+            d = np.array([va[c] - vb[c] for c in common])
+            idx = np.random.default_rng(TIE_SEED).integers(0, len(d), size=(TIE_RESAMPLES, len(d)))
+            lo, hi = np.percentile(d[idx].mean(axis=1), [2.5, 97.5])
+            return "paired" if lo <= 0 <= hi else None
+    ca, cb = a.metrics[key].ci95, b.metrics[key].ci95
+    if ca is not None and cb is not None:
+        return "ci" if ca[0] <= cb[1] and cb[0] <= ca[1] else None
+    return None
+
+
+def mark_ties(ordered: list[Row], col: Column) -> None:
+    """``Row.tied[col]`` for each ranked row tied with the row ranked just above it (:data:`TIE_RULE`)."""
+    for above, row in zip(ordered, ordered[1:]):
+        if row.ranks.get(col.key) == above.ranks.get(col.key):
+            continue  # equal values share the rank already
+        how = tie_with(above.sub, row.sub, col.key)
+        if how:
+            row.tied[col.key] = how
 
 
 def _sort_rows(rows: list[Row]) -> list[Row]:
@@ -351,14 +401,22 @@ def fmt_value(v: float | None, decimals: int) -> str:
 
 
 def fmt_metric(sub: Submission, col: Column) -> str:
-    """'31.20 ± 0.30', '31.20' without stderr, '—' when not computed."""
+    """'31.20 [30.61, 31.78]' with a 95 % interval, '31.20 ± 0.30' with only a stderr, '31.20', '—' when not
+    computed."""
     m = sub.metrics.get(col.key)
     if m is None or not m.computed:
         return "—"
     s = fmt_value(m.value, col.decimals)
-    if _is_finite(m.stderr) and _is_finite(m.value):
+    if m.ci95 is not None and _is_finite(m.value) and all(_is_finite(x) for x in m.ci95):
+        s += f" [{m.ci95[0]:.{col.decimals}f}, {m.ci95[1]:.{col.decimals}f}]"
+    elif _is_finite(m.stderr) and _is_finite(m.value):
         s += f" ± {m.stderr:.{col.decimals}f}"
     return s
+
+
+def fmt_rank(row: Row, col: Column) -> str:
+    """'3' or '3≈' (statistically tied with the rank above)."""
+    return f"{row.ranks[col.key]}{'≈' if col.key in row.tied else ''}"
 
 
 def fmt_counts(sub: Submission) -> str:

@@ -79,6 +79,7 @@ class FrameGeometry:
     face: np.ndarray  # (n,) bool: face found and box + affine stored
     boxes: np.ndarray  # (n, 4) x0, y0, x1, y1 source px
     affines: np.ndarray  # (n, 6) 2x3 row-major, source px -> crop px
+    mm_exp: np.ndarray | None = None  # (n, NUM_MM_EXP) 3DMM expression coefficients (NaN rows: not fitted)
 
 
 _CLIP_COLUMNS = ["clip_id", "source_path", "source_sha256", "split", "speaker", "num_frames", "src_width",
@@ -221,11 +222,16 @@ class PrepOutput:
     def geometry(self, clips: list[Clip]) -> dict[str, FrameGeometry]:
         """Face / box / affine per frame for each of ``clips`` (one pass over the frame shards)."""
         by_id = {c.clip_id: c for c in clips}
+        from .schema import NUM_MM_EXP
+
         out = {cid: FrameGeometry(np.zeros(c.num_frames, bool), np.full((c.num_frames, 4), np.nan),
-                                  np.full((c.num_frames, 6), np.nan)) for cid, c in by_id.items()}
-        for batch in self.frame_batches(["clip_id", "frame_index", "face_found", "box", "affine"], list(by_id)):
+                                  np.full((c.num_frames, 6), np.nan), np.full((c.num_frames, NUM_MM_EXP), np.nan))
+               for cid, c in by_id.items()}
+        for batch in self.frame_batches(["clip_id", "frame_index", "face_found", "box", "affine", "mm_exp"],
+                                        list(by_id)):
             d = batch.to_pydict()
-            for cid, fi, ff, box, aff in zip(d["clip_id"], d["frame_index"], d["face_found"], d["box"], d["affine"]):
+            for cid, fi, ff, box, aff, exp in zip(d["clip_id"], d["frame_index"], d["face_found"], d["box"],
+                                                  d["affine"], d["mm_exp"]):
                 g = out[cid]
                 if not 0 <= fi < len(g.face):
                     continue
@@ -234,6 +240,8 @@ class PrepOutput:
                     g.boxes[fi] = box
                 if aff is not None:
                     g.affines[fi] = aff
+                if exp is not None:
+                    g.mm_exp[fi] = exp
         return out
 
     def training_frames(self, clip_ids=None, decode: bool = True) -> Iterator[dict]:

@@ -66,6 +66,9 @@ class MetricSpec:
     headline: bool = True  # a leaderboard column (else in the CSV only)
     valid_range: tuple[float | None, float | None] = (None, None)
     order: int = 100  # where its column goes (results, per-video table, leaderboard)
+    # (per-video MetricValues in clip order, MergeContext, resample index arrays) -> the metric on each resample;
+    # None: the mean of the per-video values (every per-video metric)
+    bootstrap: Callable[[list, Any, np.ndarray], np.ndarray] | None = None
 
     def merger(self, config):
         """An empty accumulator that per-video values are merged into (in clip order)."""
@@ -103,6 +106,36 @@ def summarize(values) -> dict:
         return {"value": None, "stderr": None, "n": 0}
     stderr = float(np.std(v, ddof=1) / math.sqrt(n)) if n > 1 else None
     return {"value": float(np.mean(v)), "stderr": stderr, "n": n}
+
+
+CI_METHOD = "percentile bootstrap over videos (resample the scored videos with replacement; 2.5 / 97.5 percentiles)"
+
+
+def bootstrap_indices(n: int, resamples: int, seed: int) -> np.ndarray:
+    """(resamples, n) indices of ``n`` videos (in clip order) drawn with replacement; seeded, so every metric
+    of one evaluation resamples the same videos."""
+    return np.random.default_rng(int(seed)).integers(0, n, size=(int(resamples), n))
+
+
+def bootstrap_ci(values: list, spec: "MetricSpec", ctx, resamples: int, seed: int) -> tuple[float, float] | None:
+    """95 % percentile interval of ``spec``'s dataset value over videos; None below 2 scored videos.
+
+    ``values``: the per-video :class:`MetricValue` of the scored videos in clip order.
+    """
+    scored = [v for v in values if v.reason is None]
+    if len(scored) < 2 or resamples < 1:
+        return None
+    idx = bootstrap_indices(len(scored), resamples, seed)
+    if spec.bootstrap is not None:
+        stats = np.asarray(spec.bootstrap(scored, ctx, idx), np.float64)
+    else:
+        x = np.asarray([v.value for v in scored], np.float64)
+        stats = x[idx].mean(axis=1)
+    stats = stats[np.isfinite(stats)]
+    if not stats.size:
+        return None
+    lo, hi = np.percentile(stats, [2.5, 97.5])
+    return float(lo), float(hi)
 
 
 def _as_list(x) -> list:
@@ -255,5 +288,5 @@ def _reason(e: BaseException) -> str:
     return r if isinstance(r, str) else f"{type(e).__name__}: {e}"
 
 
-__all__ = ["MetricSpec", "MetricValue", "MergeContext", "VideoMeanMetric", "VideoValueMetric", "summarize",
+__all__ = ["bootstrap_ci", "bootstrap_indices", "CI_METHOD", "MetricSpec", "MetricValue", "MergeContext", "VideoMeanMetric", "VideoValueMetric", "summarize",
            "base_protocol", "frame_mean_spec", "video_value_spec", "MODES"]

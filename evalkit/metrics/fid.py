@@ -402,6 +402,41 @@ def _new(config):
     return _VideoFeatures()
 
 
+def _bootstrap(values, ctx, idx: np.ndarray) -> np.ndarray:
+    """FID of each resample of the generated videos against the fixed reference moments.
+
+    Per resample the generated moments are the multiplicity-weighted sums of the videos' features (exactly
+    the moments of the resampled set); the reference's eigendecomposition is computed once."""
+    if ctx.reference_fid is None:
+        return np.full(len(idx), np.nan)
+    feats = [np.asarray(v.state, np.float32) for v in values]
+    counts = np.array([len(f) for f in feats])
+    sums = np.stack([f.astype(np.float64).sum(0) for f in feats])
+    mu_r, s_r = ctx.reference_fid.stats()
+    vals, vecs = _eigh(s_r)
+    keep = vals > max(vals.max(), 0.0) * len(vals) * np.finfo(np.float64).eps
+    w = vecs[:, keep] * np.sqrt(vals[keep])
+    wf = [f.astype(np.float64) @ w for f in feats]  # each video's features projected once: (n_i, r)
+    tr_r = float(np.trace(s_r))
+    sq = [np.einsum("ij,ij->j", f.astype(np.float64), f.astype(np.float64)) for f in feats]  # per-dim Σx²
+    out = []
+    for row in idx:
+        c = np.bincount(row, minlength=len(feats)).astype(np.float64)
+        n = float(c @ counts)
+        if n < 2:
+            out.append(np.nan)
+            continue
+        mu = (c @ sums) / n
+        inner = sum(ci * (p.T @ p) for ci, p in zip(c, wf) if ci)  # Wᵀ (Σ c_i X_iᵀ X_i) W
+        wmu = w.T @ mu
+        inner = (inner - n * np.outer(wmu, wmu)) / (n - 1)  # Wᵀ Σ_gen W
+        tr_g = float((sum(ci * q for ci, q in zip(c, sq) if ci) - n * mu * mu).sum() / (n - 1))
+        ev = torch.linalg.eigvalsh(torch.from_numpy(np.ascontiguousarray((inner + inner.T) / 2))).numpy()
+        diff = mu - mu_r
+        out.append(float(diff @ diff + tr_r + tr_g - 2 * np.sqrt(np.clip(ev, 0, None)).sum()))
+    return np.asarray(out)
+
+
 def _spec() -> MetricSpec:
     return MetricSpec(
         name="fid", label="FID", version=VERSION, unit="", higher_is_better=False,
@@ -409,7 +444,7 @@ def _spec() -> MetricSpec:
         description="Fréchet Inception distance of the generated frames' set to the reference frames' set",
         protocol=_protocol, new=_new, feed=_feed, finish=_finish, merge=_merge, summary=_summary,
         new_merge=lambda config: _SetMoments(), weights=lambda config: ("inception",), per_video_column=False,
-        columns=(("fid_frames", "int32"),), decimals=2, order=40)
+        columns=(("fid_frames", "int32"),), decimals=2, order=40, bootstrap=_bootstrap)
 
 
 SPECS = (_spec(),)

@@ -167,32 +167,58 @@ def _crop_protocol(config) -> dict:
         return {"crop": "aligned", "crop_how": "reference affine warped straight to 224x224 (nearest face frame's "
                                               "affine where the reference has no face), RGB->BGR"}
     detector = ("prep.faces dlib HOG boxes, detection on every frame at full resolution" if config.lse_detector == "dlib"
-                else "S3FD sfd_face.pth boxes at scale 0.25, confidence >= 0.9, detection on every frame")
+                else "S3FD sfd_face.pth boxes at scale 0.25, confidence > 0.9, detection on every frame")
     return {"crop": "syncnet-pipeline", "detector": config.lse_detector, "detector_how": detector,
             "pipeline": {**syncnet_crop.PIPELINE_PROTOCOL, "detector": config.lse_detector},
             "track": "the longest track"}
 
 
 def _protocol(config) -> dict:
-    return {**base_protocol(VERSION, config), **LSE_PROTOCOL, **_crop_protocol(config),
-            "frames": "the first min(generated, reference) frames and their audio from the submitted video",
-            "aggregation": "mean over videos"}
+    from ..lse_presets import get_preset
+
+    preset = get_preset(config.lse_preset)
+    if preset.pipeline == "fast":
+        return {**base_protocol(VERSION, config), **LSE_PROTOCOL, **_crop_protocol(config),
+                "frames": "the first min(generated, reference) frames and their audio from the submitted video",
+                "aggregation": "mean over videos", "preset": preset.protocol()}
+    tracks = ("one per video (the whole frame)" if preset.pipeline == "whole-frame" else
+              f"{config.lse_track_aggregation} over the video's face tracks"
+              + (" (int(mean) offset)" if config.lse_track_aggregation == "mean" else " (the highest LSE-C)"))
+    return {**base_protocol(VERSION, config), **LSE_PROTOCOL, "crop": preset.pipeline, "preset": preset.protocol(),
+            "frames": "the whole submitted video, read as the preset's upstream script reads it",
+            "track_aggregation": config.lse_track_aggregation if preset.pipeline == "tracked" else "none",
+            "per_video": tracks, "aggregation": "mean over videos of the per-video value"}
 
 
 def _weights(config) -> tuple[str, ...]:
-    s3fd = config.lse_crop == "syncnet-pipeline" and config.lse_detector == "s3fd"
+    from ..lse_presets import get_preset
+
+    preset = get_preset(config.lse_preset)
+    s3fd = preset.detector == "s3fd" or (preset.pipeline == "fast" and config.lse_crop == "syncnet-pipeline"
+                                         and config.lse_detector == "s3fd")
     return ("syncnet", "s3fd") if s3fd else ("syncnet",)
 
 
 def _value(key: str):
     def value(video, config):
         r = video.lse
-        return r[key], None, {"lse_offset": int(r["offset"]), "lse_windows": int(r["num_windows"]),
-                              "_frames": int(r["num_windows"])}
+        cols = {"lse_offset": int(r["offset"]), "lse_windows": int(r["num_windows"]), "_frames": int(r["num_windows"])}
+        if "tracks" in r:
+            cols["lse_tracks"] = r["tracks"]
+            cols["lse_n_tracks"] = len(r["tracks"])
+        return r[key], None, cols
     return value
 
 
-_COLUMNS = (("lse_offset", "int32"), ("lse_windows", "int32"))
+def _track_type():
+    import pyarrow as pa
+
+    return pa.list_(pa.struct([("track", pa.int32()), ("start", pa.int32()), ("stop", pa.int32()),
+                               ("offset", pa.int32()), ("lse_d", pa.float64()), ("lse_c", pa.float64()),
+                               ("windows", pa.int32())]))
+
+
+_COLUMNS = (("lse_offset", "int32"), ("lse_windows", "int32"), ("lse_n_tracks", "int32"), ("lse_tracks", _track_type()))
 SPECS = (
     video_value_spec(name="lse_d", label="LSE-D", version=VERSION, unit="", higher_is_better=False,
                      modes=("reconstruction", "cross"), needs=("gen_audio", "lse"),

@@ -104,45 +104,83 @@ class S3FDNet(nn.Module):
 
 
 def prior_boxes(feature_sizes, image_hw) -> torch.Tensor:
-    """(P, 4) centre-size priors in [0, 1] image units, row-major per map, maps in source order."""
+    """(P, 4) centre-size priors in [0, 1] image units, row-major per map, maps in source order.
+
+    Computed as upstream's ``PriorBox`` does (Python floats: ``(j + 0.5) / (w / stride)``, side
+    ``min_size / w``), then cast to float32, so the boxes round as upstream's do."""
     h_img, w_img = image_hw
     out = []
     for (fh, fw), stride in zip(feature_sizes, STRIDES):
-        ys, xs = torch.meshgrid(torch.arange(fh, dtype=torch.float32), torch.arange(fw, dtype=torch.float32),
-                                indexing="ij")
+        f_kw, f_kh = w_img / stride, h_img / stride
+        j = np.arange(fw, dtype=np.float64)
+        i = np.arange(fh, dtype=np.float64)
+        cx = np.broadcast_to((j + 0.5) / f_kw, (fh, fw)).ravel()
+        cy = np.broadcast_to(((i + 0.5) / f_kh)[:, None], (fh, fw)).ravel()
         side = 4.0 * stride
-        out.append(torch.stack([(xs.flatten() + 0.5) * stride / w_img, (ys.flatten() + 0.5) * stride / h_img,
-                                torch.full((fh * fw,), side / w_img), torch.full((fh * fw,), side / h_img)], 1))
-    return torch.cat(out)
+        out.append(np.stack([cx, cy, np.full(fh * fw, side / w_img), np.full(fh * fw, side / h_img)], 1))
+    return torch.from_numpy(np.concatenate(out).astype(np.float32))
 
 
 def decode(loc: torch.Tensor, priors: torch.Tensor) -> torch.Tensor:
-    """SSD box decoding: (P, 4) offsets + (P, 4) priors → (P, 4) x0, y0, x1, y1 in [0, 1] units."""
-    centre = priors[:, :2] + loc[:, :2] * VARIANCES[0] * priors[:, 2:]
-    size = priors[:, 2:] * torch.exp(loc[:, 2:] * VARIANCES[1])
-    return torch.cat([centre - size / 2, centre + size / 2], 1)
+    """SSD box decoding: (P, 4) offsets + (P, 4) priors → (P, 4) x0, y0, x1, y1 in [0, 1] units, in
+    upstream's operation order (``x0 = c − s/2``, then ``x1 = x0 + s``: float32 rounds as theirs)."""
+    boxes = torch.cat((priors[:, :2] + loc[:, :2] * VARIANCES[0] * priors[:, 2:],
+                       priors[:, 2:] * torch.exp(loc[:, 2:] * VARIANCES[1])), 1)
+    boxes[:, :2] -= boxes[:, 2:] / 2
+    boxes[:, 2:] += boxes[:, :2]
+    return boxes
+
+
+def _torch_nms(boxes: torch.Tensor, scores: torch.Tensor, overlap: float, top_k: int) -> list[int]:
+    """The SSD head's greedy NMS (``box_utils.nms``): ascending ``sort``, the ``top_k`` best, IoU > overlap
+    suppressed; indices kept, best first."""
+    x1, y1, x2, y2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
+    area = torch.mul(x2 - x1, y2 - y1)
+    _, idx = scores.sort(0)
+    idx = idx[-top_k:]
+    keep = []
+    while idx.numel() > 0:
+        i = idx[-1]
+        keep.append(int(i))
+        if idx.size(0) == 1:
+            break
+        idx = idx[:-1]
+        xx1 = torch.clamp(torch.index_select(x1, 0, idx), min=float(x1[i]))
+        yy1 = torch.clamp(torch.index_select(y1, 0, idx), min=float(y1[i]))
+        xx2 = torch.clamp(torch.index_select(x2, 0, idx), max=float(x2[i]))
+        yy2 = torch.clamp(torch.index_select(y2, 0, idx), max=float(y2[i]))
+        inter = torch.clamp(xx2 - xx1, min=0.0) * torch.clamp(yy2 - yy1, min=0.0)
+        iou = inter / ((torch.index_select(area, 0, idx) - inter) + area[i])
+        idx = idx[iou.le(overlap)]
+    return keep
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
-    """Greedy non-maximum suppression; indices kept, best first."""
-    order = np.argsort(-scores, kind="stable")
-    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    """Greedy non-maximum suppression as upstream's ``nms_`` (``scores.argsort()[::-1]``); indices kept, best
+    first."""
+    x1, y1, x2, y2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
+    areas = (x2 - x1) * (y2 - y1)
+    order = scores.argsort()[::-1]
     keep = []
-    while len(order):
-        i, rest = order[0], order[1:]
-        keep.append(i)
-        x0 = np.maximum(boxes[i, 0], boxes[rest, 0])
-        y0 = np.maximum(boxes[i, 1], boxes[rest, 1])
-        x1 = np.minimum(boxes[i, 2], boxes[rest, 2])
-        y1 = np.minimum(boxes[i, 3], boxes[rest, 3])
-        inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
-        order = rest[inter / np.maximum(area[i] + area[rest] - inter, 1e-12) <= iou]
+    while order.size > 0:
+        i = order[0]
+        keep.append(int(i))
+        w = np.maximum(0.0, np.minimum(x2[i], x2[order[1:]]) - np.maximum(x1[i], x1[order[1:]]))
+        h = np.maximum(0.0, np.minimum(y2[i], y2[order[1:]]) - np.maximum(y1[i], y1[order[1:]]))
+        inter = w * h
+        ovr = inter / (areas[i] + areas[order[1:]] - inter)
+        order = order[np.where(ovr <= iou)[0] + 1]
     return np.asarray(keep, np.int64)
 
 
+HEAD_CONF, HEAD_NMS, HEAD_NMS_TOP_K, HEAD_TOP_K = 0.05, 0.3, 5000, 750  # the SSD head (box_utils.Detect)
+
+
 class S3FDDetector:
-    """syncnet_python's ``S3FD.detect_faces`` protocol on RGB uint8 frames: resize by ``scale``
-    (bilinear), subtract the BGR mean, keep faces with probability ≥ ``conf_th``, NMS at ``nms_iou``."""
+    """syncnet_python's ``S3FD.detect_faces`` on RGB uint8 frames, step for step: resize by ``scale``
+    (``cv2.resize`` bilinear), subtract the BGR mean, the SSD head (scores > 0.05, NMS 0.3 over the 5,000
+    best, the 750 best kept), then boxes scoring above ``conf_th`` scaled to source pixels and NMS at
+    ``nms_iou`` (``nms_``)."""
 
     def __init__(self, net: S3FDNet, conf_th: float = 0.9, nms_iou: float = 0.1, device: str = "cpu"):
         self.net, self.conf_th, self.nms_iou, self.device = net.eval().to(device), conf_th, nms_iou, device
@@ -152,16 +190,24 @@ class S3FDDetector:
         import cv2
 
         h, w = frame.shape[:2]
-        small = cv2.resize(frame, (0, 0), fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
-        x = torch.from_numpy(small).to(self.device).permute(2, 0, 1).float()
-        x = x - torch.tensor(BGR_MEAN[::-1], device=self.device).view(3, 1, 1)  # RGB order
+        small = cv2.resize(frame, dsize=(0, 0), fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
+        x = np.ascontiguousarray(small.transpose(2, 0, 1)[[2, 1, 0]]).astype(np.float32)
+        x -= np.array(BGR_MEAN, np.float32)[:, None, None]  # upstream subtracts the mean in BGR order
+        x = torch.from_numpy(np.ascontiguousarray(x[[2, 1, 0]])).to(self.device)
         loc, score = self.net(x[None])
-        boxes = decode(loc[0].cpu(), prior_boxes(self.net.feature_sizes, small.shape[:2])).numpy()
-        score = score[0].cpu().numpy()
-        sel = score >= self.conf_th
-        boxes, score = boxes[sel] * np.array([w, h, w, h], np.float32), score[sel]
-        keep = nms(boxes, score, self.nms_iou)
-        return np.concatenate([boxes[keep], score[keep, None]], 1).astype(np.float64)
+        boxes = decode(loc[0].cpu().float(), prior_boxes(self.net.feature_sizes, small.shape[:2]))
+        score = score[0].cpu().float()
+        mask = score.gt(HEAD_CONF)
+        cand_scores, cand_boxes = score[mask], boxes[mask]
+        keep = _torch_nms(cand_boxes, cand_scores, HEAD_NMS, HEAD_NMS_TOP_K)[:HEAD_TOP_K] if len(cand_scores) else []
+        scale_t = torch.Tensor([w, h, w, h])
+        rows = []
+        for k in keep:  # best first; upstream stops at the first score not above conf_th
+            if not bool(cand_scores[k] > self.conf_th):
+                break
+            rows.append([*(cand_boxes[k] * scale_t).numpy().tolist(), float(cand_scores[k])])
+        dets = np.asarray(rows, np.float64).reshape(-1, 5)
+        return dets[nms(dets, dets[:, 4], self.nms_iou)] if len(dets) else dets
 
     def detect(self, frames, scale: float = 0.25) -> list[np.ndarray]:
         """Per-frame (k, 5) arrays x0, y0, x1, y1, score in source pixels (the ``prep.faces`` backend shape)."""

@@ -31,6 +31,14 @@ def register(subparsers) -> None:
                    help="SyncNet input: the reference's aligned crop, or syncnet_python's tracked 1.4x crop")
     p.add_argument("--lse-detector", choices=["dlib", "s3fd"], default="dlib",
                    help="face detector of the syncnet-pipeline crop (s3fd: upstream's, needs sfd_face.pth)")
+    p.add_argument("--lse-preset", default="fast", metavar="NAME",
+                   help="which upstream LSE script to reproduce: fast (default: talkbench's direct crops, no codec "
+                        "round trips), syncnet_python, wav2lip-real, wav2lip-lrs, latentsync (docs/LSE_PRESETS.md)")
+    p.add_argument("--lse-track-aggregation", choices=["mean", "best"], default="mean",
+                   help="tracked presets: mean over a video's face tracks, or the best track (highest LSE-C)")
+    p.add_argument("--ci-resamples", type=int, default=None, metavar="N",
+                   help="bootstrap resamples over videos for every metric's 95%% interval (1000; 0: none)")
+    p.add_argument("--ci-seed", type=int, default=None, metavar="SEED", help="bootstrap seed (0)")
     p.add_argument("--s3fd", default=None, metavar="PATH", help="sfd_face.pth (else TALKBENCH_S3FD / the cache dir)")
     p.add_argument("--lmd-preset", choices=["ratnerf", "atvgnet"], default="ratnerf",
                    help="per-frame LMD: mean (ratnerf) or sum (atvgnet) of point distances")
@@ -124,7 +132,12 @@ def run(args) -> int:
         print(f"talkbench eval: {', '.join(missing)} required (or --list-metrics)", file=sys.stderr)
         return 2
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
-    options = {"lmd_preset": args.lmd_preset, "lse_detector": args.lse_detector}
+    options = {"lmd_preset": args.lmd_preset, "lse_detector": args.lse_detector, "lse_preset": args.lse_preset,
+               "lse_track_aggregation": args.lse_track_aggregation}
+    if args.ci_resamples is not None:
+        options["ci_resamples"] = args.ci_resamples
+    if args.ci_seed is not None:
+        options["ci_seed"] = args.ci_seed
     if args.csim_stride:
         options["csim_stride"] = args.csim_stride
     if args.fid_stride:

@@ -123,7 +123,15 @@ def test_results_follow_the_contract(env, runs):
     assert r["n_videos"] == {"expected": 2, "scored": 2, "skipped": 0, "extra": 0, "resampled": 0,
                              "skip_codes": {}}
     assert set(r["metrics"]) == {"psnr", "ssim", "lmd_mouth", "lmd_face", "fid", "lse_d", "lse_c", "csim",
-                                 "sync_inhouse"}
+                                 "sync_inhouse", "blink_rate", "head_motion", "head_motion_spread", "lipleak",
+                                 "fid_exp"}
+    # every computed metric carries a seeded 95 % bootstrap interval over videos
+    for name, m in r["metrics"].items():
+        if m["value"] is not None and m["n_scored"] >= 2:
+            assert len(m["ci95"]) == 2 and m["ci95"][0] <= m["ci95"][1], name
+            assert m["ci95_method"]["resamples"] > 0 and m["ci95_method"]["seed"] == 0, name
+    assert r["metrics"]["psnr"]["ci95"][0] <= r["metrics"]["psnr"]["value"] <= r["metrics"]["psnr"]["ci95"][1]
+    assert r["metrics"]["lse_d"]["protocol"]["preset"]["name"] == "fast"
     psnr = r["metrics"]["psnr"]
     assert psnr["n_scored"] == 2 and psnr["stderr"] is not None and psnr["unit"] == "dB"
     assert psnr["protocol"]["region"] == "aligned_crop" and psnr["protocol"]["data_range"] == 255

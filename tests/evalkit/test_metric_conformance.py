@@ -102,14 +102,61 @@ def _sync(rng, valid):
     return {"sync_expert": {"score": score, "offset": 0, "confidence": 0.1, "num_windows": int(valid.sum())}}
 
 
+def _face_landmarks(rng, valid, n=80):
+    """n frames of a plausible 68-point face (eyes open, with a few blinks and mouth motion); all NaN when
+    ``valid`` has no frame (nothing to score)."""
+    from evalkit.metrics._motion import eye_aspect_ratio  # noqa: F401 (the functional form under test)
+
+    base = np.zeros((68, 2))
+    base[:, 0] = np.linspace(60, 140, 68)
+    base[:, 1] = 100 + rng.normal(0, 3, 68)
+    for eye, x0 in ((slice(36, 42), 70.0), (slice(42, 48), 110.0)):  # p1..p6 of each eye
+        base[eye] = [(x0, 80), (x0 + 6, 76), (x0 + 14, 76), (x0 + 20, 80), (x0 + 14, 84), (x0 + 6, 84)]
+    base[60:68] = [(90, 130), (95, 128), (100, 128), (105, 128), (110, 130), (105, 132), (100, 132), (95, 132)]
+    lm = np.repeat(base[None], n, 0) + rng.normal(0, 0.2, (n, 68, 2))
+    for t0 in rng.choice(np.arange(5, n - 5), 3, replace=False):
+        lm[t0:t0 + 2, [37, 38, 43, 44], 1] += 3.5  # upper lids down: EAR dips
+        lm[t0:t0 + 2, [40, 41, 46, 47], 1] -= 3.5
+    lm[:, [65, 66, 67], 1] += 3 * np.abs(np.sin(np.arange(n) / 3))[:, None]  # the mouth opens and closes
+    lm[rng.random(n) < 0.1] = np.nan
+    if not valid.any():
+        lm[:] = np.nan
+    return lm
+
+
+def _motion_video(rng, valid):
+    from evalkit.metrics._motion import euler_rotation
+
+    lm = _face_landmarks(rng, valid)
+    n = len(lm)
+    audio = rng.normal(0, 0.3, n * 640) * np.repeat(np.arange(n) % 30 < 18, 640)  # speech 18, silence 12 frames
+    rot = euler_rotation(np.cumsum(rng.normal(0, 0.01, (n, 3)), axis=0))
+    rot[~np.isfinite(lm).all(axis=(1, 2))] = np.nan
+    return {"gen_landmarks_px": lm, "gen_audio": audio, "gen_head_pose": (rot, "landmarks")}
+
+
+def _exp_video(rng, valid):
+    k = int(valid.sum())
+    if not k:
+        return {"error": ValueError("no frame with both a reference and a generated 3DMM fit"), "key": "gen_mm_exp"}
+    ref = rng.normal(0, 1, (k, 10))
+    return {"gen_mm_exp": (ref * 0.5 + rng.normal(0, 0.3, ref.shape), ref)}
+
+
+_VIDEO_KEYS = ("lse", "sync_expert", "gen_landmarks_px", "gen_audio", "gen_head_pose", "gen_mm_exp")
+
+
 def _video_inputs(v):
     if "error" in v:
+        key = v.get("key", "lse")
+
         class Failing(FakeVideo):
-            @property
-            def lse(self):
-                raise v["error"]
+            def __getattr__(self, name):
+                if name == key:
+                    raise v["error"]
+                raise AttributeError(name)
         return Failing(FRAMES)
-    return FakeVideo(FRAMES, **{k: v[k] for k in ("lse", "sync_expert") if k in v})
+    return FakeVideo(FRAMES, **{k: v[k] for k in _VIDEO_KEYS if k in v})
 
 
 def _frame_mean(fn):
@@ -130,7 +177,18 @@ CASES = {
     "lse_d": (_lse, None, lambda v: v["lse"]["lse_d"] if "lse" in v else None),
     "lse_c": (_lse, None, lambda v: v["lse"]["lse_c"] if "lse" in v else None),
     "sync_inhouse": (_sync, None, lambda v: v["sync_expert"]["score"] if v["valid"].any() else None),
+    "blink_rate": (_motion_video, None, lambda v: _m().blink_rate(v["gen_landmarks_px"])[0]),
+    "head_motion": (_motion_video, None, lambda v: _m().head_motion(v["gen_head_pose"][0])[0]),
+    "head_motion_spread": (_motion_video, None, lambda v: _m().head_motion(v["gen_head_pose"][0])[1]),
+    "lipleak": (_motion_video, None, lambda v: _m().lipleak(v["gen_landmarks_px"], v["gen_audio"])[0]),
+    "fid_exp": (_exp_video, None, None),  # set-level: checked on the dataset value below
 }
+
+
+def _m():
+    from evalkit.metrics import _motion
+
+    return _motion
 
 
 def _videos(name, seed=0):
@@ -198,6 +256,8 @@ def test_chunked_equals_whole_and_equals_the_functional(name):
         assert whole.reason == chunked.reason
         if name == "fid" and whole.reason is None:
             np.testing.assert_array_equal(whole.state, chunked.state)
+        if name in ("blink_rate", "lipleak") and whole.value is not None:
+            assert whole.value > 0, name  # the planted blinks / mouth motion are found
 
 
 @pytest.mark.filterwarnings("ignore::evalkit.metrics.fid.FIDSampleWarning")
@@ -210,14 +270,20 @@ def test_merge_order_does_not_matter_and_empty_videos_count_nothing(name):
     ref = _summary(spec, values, ctx)
     for perm in itertools.islice(itertools.permutations(range(len(values))), 0, 24, 5):
         got = _summary(spec, [values[i] for i in perm], ctx)
-        if name == "fid":  # float64 moment sums: order changes the last bits (the runner merges in clip order)
+        if name in ("fid", "fid_exp"):  # float64 moment sums: order changes the last bits (clip order in the runner)
             assert got["value"] == pytest.approx(ref["value"], rel=1e-12) and got["n"] == ref["n"]
         else:  # per-video values are summarised sorted: exactly the same
             assert got == ref
     scored = [v for v in values if v.reason is None]
     assert values[-1].reason and values[-1].value is None  # the video with nothing to score
     assert _summary(spec, values[:-1], ctx) == ref
-    if name == "fid":
+    if name == "fid_exp":
+        from evalkit.metrics.fid import fid
+
+        gen = np.concatenate([v["gen_mm_exp"][0] for v in videos if "gen_mm_exp" in v])
+        ref_set = np.concatenate([v["gen_mm_exp"][1] for v in videos if "gen_mm_exp" in v])
+        assert ref["value"] == pytest.approx(fid(ref_set, gen), rel=1e-9) and ref["frames"] == len(gen)
+    elif name == "fid":
         from evalkit.metrics.fid import fid
 
         real = np.random.default_rng(99).normal(0, 1, (40, 8))
