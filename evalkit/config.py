@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 
 PROTOCOL_VERSION = "evalkit-2.0"  # 2.0: protocols are built by each metric module from its own constants
-MODES = ("reconstruction", "cross")
+MODES = ("reconstruction", "cross", "reference-free")  # reference-free: the video alone (evalkit.free)
 
 REGIONS = ("aligned", "full")
 LSE_CROPS = ("aligned", "syncnet-pipeline")
@@ -29,6 +29,7 @@ class SubmissionLimits:
     max_bytes: int = 4 << 30
     length_tolerance: int = 2  # frames at 25 fps, reconstruction mode
     min_frames: int = 5  # at 25 fps, any mode (one SyncNet window)
+    max_files: int = 10_000  # reference-free mode: video files in one submission folder
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -51,6 +52,7 @@ class EvalConfig:
     csim_chip_size: int = 150
     csim_chip_padding: float = 0.25
     fid_stride: int = 1  # every k-th frame into FID ("pool over all frames" is 1)
+    cpbd_stride: int = 1  # CPBD on every k-th face frame
     lse_crop: str = "aligned"
     lse_detector: str = "dlib"  # syncnet-pipeline only: dlib (embedded) or s3fd (upstream's, sfd_face.pth)
     chunk_size: int = 32  # frames decoded at a time per video
@@ -69,7 +71,7 @@ class EvalConfig:
             raise ValueError(f"lse_detector must be one of {LSE_DETECTORS}, got {self.lse_detector!r}")
         if self.lmd_preset not in LMD_PRESETS:
             raise ValueError(f"lmd_preset must be one of {LMD_PRESETS}, got {self.lmd_preset!r}")
-        for name in ("crop_size", "csim_stride", "fid_stride", "chunk_size"):
+        for name in ("crop_size", "csim_stride", "fid_stride", "cpbd_stride", "chunk_size"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1")
 

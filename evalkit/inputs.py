@@ -20,6 +20,12 @@ from .geometry import SEQ_SIZE, crop_affines, fill_affines, resize_to, transform
 INPUTS = {
     "region_pairs": "reference / generated frames of the scored region (aligned face crops, or full frames)",
     "landmarks": "dlib 68-point landmarks of both sides in aligned-crop pixels",
+    "gen_face_crops": "aligned crops of the generated face frames and their positions in the chunk (any mode; "
+                      "reference-free: the video's own tracked face)",
+    "gen_landmarks": "68-point landmarks of the generated side in aligned-crop pixels, NaN rows without a face (any "
+                     "mode; reference-free: the face tracker's landmarks)",
+    "gen_track": "reference-free mode only: the video's own face track (per-frame face flag, boxes, landmarks in "
+                 "source pixels, crop affines)",
     "embeddings": "dlib face embeddings of both sides (every csim_stride-th face frame)",
     "fid_features": "Inception pool3 features of the generated FID image set",
     "gen_audio": "the submitted video's audio at 16 kHz",
@@ -130,7 +136,7 @@ class ChunkInputs:
     def __init__(self, task, geo: TaskGeometry, start: int, ref: np.ndarray, gen: np.ndarray):
         self.task, self.geo, self.config = task, geo, task.config
         self.start, self.ref_frames, self.gen_frames = start, ref, gen
-        self.size = len(ref)
+        self.size = len(gen)
         self.index = np.arange(start, start + self.size)
         self.face_pos = np.flatnonzero(geo.face[self.index])  # positions (in the chunk) with a reference face
 
@@ -145,6 +151,11 @@ class ChunkInputs:
     @cached_property
     def gen_crops(self) -> np.ndarray:
         return warp_many(self.gen_frames[self.face_pos], self.geo.a_gen[self.face_index], self.geo.size)
+
+    @cached_property
+    def gen_face_crops(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(crops, positions)``: aligned crops of the generated face frames (what no-reference metrics read)."""
+        return self.gen_crops, self.face_pos
 
     @cached_property
     def region_pairs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -168,6 +179,11 @@ class ChunkInputs:
                 lm_r[p] = transform_points(pr[j], self.geo.a_ref[i])
                 lm_g[p] = transform_points(pg[j], self.geo.a_gen[i])
         return lm_r, lm_g
+
+    @cached_property
+    def gen_landmarks(self) -> np.ndarray:
+        """(size, 68, 2) generated-side landmarks in aligned-crop pixels (NaN rows: no face)."""
+        return self.landmarks[1]
 
     @cached_property
     def embeddings(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -230,7 +246,7 @@ class VideoInputs:
         if self._seq is None:
             raise RuntimeError("gen_seq_crops was not collected (no active metric needs it)")
         if not self.face.any():
-            raise ValueError("no reference face in any frame")
+            raise ValueError("no face in any frame" if self.config.mode == "reference-free" else "no reference face in any frame")
         return self._seq
 
     @property

@@ -16,12 +16,16 @@ def register(subparsers) -> None:
                     "RESULTS_DIR/results.json and per_video.parquet. `--list-metrics` shows every metric.")
     p.add_argument("--list-metrics", action="store_true",
                    help="list every metric (version, direction, modes, weights and whether they are present) and exit")
-    p.add_argument("--reference", metavar="PREP_OUT", help="talkbench prep output directory")
-    p.add_argument("--submission", metavar="DIR", help="directory of <clip_id>.mp4 videos")
+    p.add_argument("--reference", metavar="PREP_OUT",
+                   help="talkbench prep output directory; without it every video under --submission is scored "
+                        "with no reference (reference-free mode; --benchmark-name required)")
+    p.add_argument("--submission", metavar="DIR", help="directory of <clip_id>.mp4 videos (any videos without "
+                                                        "--reference)")
     p.add_argument("--out", metavar="RESULTS_DIR", help="where results.json goes")
-    p.add_argument("--mode", choices=["reconstruction", "cross"], default="reconstruction",
-                   help="reconstruction: same audio as the reference (all metrics); cross: other audio "
-                        "(no frame-by-frame metrics)")
+    p.add_argument("--mode", choices=["reconstruction", "cross", "reference-free"], default=None,
+                   help="reconstruction (default with --reference): same audio as the reference (all metrics); "
+                        "cross: other audio (no frame-by-frame metrics); reference-free (default without "
+                        "--reference): the videos alone (LSE, sync, sharpness, motion statistics)")
     p.add_argument("--metrics", default=None, metavar="NAMES",
                    help="comma-separated subset (any case; LSE-C = lse_c); default: every metric of the mode")
     p.add_argument("--split", default=None, help="score only reference clips of this split (e.g. test)")
@@ -43,7 +47,10 @@ def register(subparsers) -> None:
     p.add_argument("--notes", default=None, help="one line shown with the row")
     p.add_argument("--kind", choices=["model", "ground-truth", "baseline"], default="model",
                    help="what the submission is (ground truth and baselines are listed, marked as such)")
-    p.add_argument("--benchmark-name", default=None, help="default: the reference directory's name")
+    p.add_argument("--benchmark-name", default=None,
+                   help="default: the reference directory's name; required in reference-free mode, where it "
+                        "names the benchmark and (with the set of file names) keys its leaderboard table")
+    p.add_argument("--cpbd-stride", type=int, default=None, metavar="K", help="CPBD on every k-th face frame (1)")
     p.add_argument("--syncnet", default=None, metavar="PATH", help="syncnet_v2.model (else env / cache)")
     p.add_argument("--inception", default=None, metavar="PATH",
                    help="pt_inception-2015-12-05-6726825d.pth (else env / cache)")
@@ -100,7 +107,8 @@ def format_summary(results: dict) -> str:
         lines.append(f"{name:<14} {label:<16} {ARROW[m['higher_is_better']]:1} {val:>12} {err:>10}  {m['n_scored']:>5}  "
                      f"{note}")
     n = results["n_videos"]
-    lines.append(f"{n['scored']} scored, {n['skipped']} skipped (of {n['expected']} reference clips)"
+    of = "videos" if (results.get("submission") or {}).get("mode") == "reference-free" else "reference clips"
+    lines.append(f"{n['scored']} scored, {n['skipped']} skipped (of {n['expected']} {of})"
                  + (f"; {n.get('extra', 0)} unknown files ignored" if n.get("extra") else ""))
     for s in results.get("skipped") or []:
         if s.get("code") != "unknown_clip":
@@ -116,20 +124,31 @@ def run(args) -> int:
     if args.list_metrics:
         print(list_metrics_text(args.syncnet, args.inception, args.s3fd, args.sync_expert))
         return 0
-    missing = [f"--{k}" for k in ("reference", "submission", "out") if not getattr(args, k)]
+    free = not args.reference
+    mode = args.mode or ("reference-free" if free else "reconstruction")
+    missing = [f"--{k}" for k in ("submission", "out") if not getattr(args, k)]
     if missing:
         print(f"talkbench eval: {', '.join(missing)} required (or --list-metrics)", file=sys.stderr)
         return 2
+    if free != (mode == "reference-free"):
+        why = "needs --reference PREP_OUT" if free else "takes no --reference"
+        print(f"talkbench eval: --mode {mode} {why}", file=sys.stderr)
+        return 2
+    if free and not (args.benchmark_name or "").strip():
+        print("talkbench eval: reference-free mode (no --reference) needs --benchmark-name NAME", file=sys.stderr)
+        return 2
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
-    options = {"lmd_preset": args.lmd_preset, "lse_detector": args.lse_detector}
-    if args.csim_stride:
-        options["csim_stride"] = args.csim_stride
-    if args.fid_stride:
-        options["fid_stride"] = args.fid_stride
+    options = {"lse_detector": args.lse_detector}
+    for key in ("csim_stride", "fid_stride", "cpbd_stride"):
+        if getattr(args, key):
+            options[key] = getattr(args, key)
     meta = {"name": args.name, "model": args.model, "date": args.date, "link": args.link,
             "notes": args.notes, "kind": args.kind}
+    if free:
+        return _run_free(args, metrics, options, meta)
+    options["lmd_preset"] = args.lmd_preset
     try:
-        results = evaluate(args.reference, args.submission, args.out, mode=args.mode, metrics=metrics,
+        results = evaluate(args.reference, args.submission, args.out, mode=mode, metrics=metrics,
                            scheduler=args.scheduler, n_workers=args.workers, syncnet_path=args.syncnet,
                            inception_path=args.inception, allow_uncalibrated_fid=args.allow_uncalibrated_fid,
                            sync_expert=args.sync_expert, submission_meta=meta, crop=args.crop,
@@ -138,9 +157,29 @@ def run(args) -> int:
     except (EvaluationError, ValueError, FileNotFoundError, NotADirectoryError) as e:
         print(f"talkbench eval: {e}", file=sys.stderr)
         return 2
+    return _report(results, args.out)
+
+
+def _report(results: dict, out) -> int:
     print(format_summary(results))
-    print(f"results: {args.out}/results.json")
+    print(f"results: {out}/results.json")
     return 0 if results["n_videos"]["scored"] > 0 else 1
+
+
+def _run_free(args, metrics, options, meta) -> int:
+    from evalkit.free import evaluate_reference_free
+    from evalkit.weights import EvaluationError
+
+    try:
+        results = evaluate_reference_free(args.submission, args.out, args.benchmark_name, metrics=metrics,
+                                          scheduler=args.scheduler, n_workers=args.workers,
+                                          syncnet_path=args.syncnet, s3fd_path=args.s3fd,
+                                          sync_expert=args.sync_expert, submission_meta=meta, lse_crop=args.lse_crop,
+                                          progress=not args.no_progress, **options)
+    except (EvaluationError, ValueError, FileNotFoundError, NotADirectoryError) as e:
+        print(f"talkbench eval: {e}", file=sys.stderr)
+        return 2
+    return _report(results, args.out)
 
 
 __all__ = ["register", "run", "format_summary", "list_metrics_text"]

@@ -17,6 +17,7 @@ import pytest
 from evalkit import metrics
 from evalkit.config import EvalConfig
 from evalkit.metrics.base import MergeContext
+from evalkit.metrics.cpbd import cpbd
 from evalkit.metrics.csim import csim
 from evalkit.metrics.lmd import lmd
 from evalkit.metrics.psnr import psnr
@@ -86,6 +87,21 @@ def _fid_chunk(v, a, b):
     return FakeChunk(b - a, fid_features=v["fake"][np.searchsorted(keep, sel)])
 
 
+def _faces(rng, valid):
+    """64-px face crops (one CPBD block) with edges of random sharpness."""
+    import cv2
+
+    base = rng.integers(0, 256, (FRAMES, 16, 16, 3), dtype=np.uint8)
+    crops = np.stack([cv2.resize(b, (64, 64), interpolation=cv2.INTER_NEAREST) for b in base])
+    crops = np.stack([cv2.GaussianBlur(c, (0, 0), s) for c, s in zip(crops, rng.uniform(0.3, 2.0, FRAMES))])
+    return {"crops": crops, "valid": valid}
+
+
+def _face_chunk(v, a, b):
+    pos = np.flatnonzero(v["valid"][a:b])
+    return FakeChunk(b - a, gen_face_crops=(v["crops"][a:b][pos], pos), index=np.arange(a, b), config=CONFIG)
+
+
 def _lse(rng, valid):
     from evalkit.metrics.lse import scores_from_distances
 
@@ -126,6 +142,7 @@ CASES = {
     "lmd_mouth": (_landmarks, _lm_chunk, _frame_mean(lambda v, ok: lmd(v["ref"], v["gen"], "mouth", CONFIG.lmd_preset))),
     "lmd_face": (_landmarks, _lm_chunk, _frame_mean(lambda v, ok: lmd(v["ref"], v["gen"], "face", CONFIG.lmd_preset))),
     "csim": (_embeddings, _emb_chunk, _frame_mean(lambda v, ok: csim(v["ref"][ok], v["gen"][ok]))),
+    "cpbd": (_faces, _face_chunk, _frame_mean(lambda v, ok: float(np.mean([cpbd(c) for c in v["crops"][ok]])))),
     "fid": (_features, _fid_chunk, None),  # a set-level metric: checked on the dataset value below
     "lse_d": (_lse, None, lambda v: v["lse"]["lse_d"] if "lse" in v else None),
     "lse_c": (_lse, None, lambda v: v["lse"]["lse_c"] if "lse" in v else None),
@@ -241,7 +258,8 @@ def test_protocol_is_strict_json_built_from_the_config(name):
 
 def test_protocol_follows_the_settings_it_is_made_of():
     changed = {"psnr": dict(region="full"), "ssim": dict(ssim_sigma=2.0), "lmd_mouth": dict(lmd_preset="atvgnet"),
-               "fid": dict(fid_stride=3), "lse_d": dict(lse_crop="syncnet-pipeline"), "csim": dict(csim_stride=7)}
+               "fid": dict(fid_stride=3), "lse_d": dict(lse_crop="syncnet-pipeline"), "csim": dict(csim_stride=7),
+               "cpbd": dict(cpbd_stride=2)}
     for name, kw in changed.items():
         spec = metrics.get(name)
         assert spec.protocol(CONFIG) != spec.protocol(CONFIG.with_(**kw)), name
