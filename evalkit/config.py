@@ -15,6 +15,7 @@ REGIONS = ("aligned", "full")
 LSE_CROPS = ("aligned", "syncnet-pipeline")
 LSE_DETECTORS = ("dlib", "s3fd")  # face detector of the syncnet-pipeline crop
 LMD_PRESETS = ("ratnerf", "atvgnet")
+LPIPS_NETS = ("alex", "vgg")
 MOUTH = slice(48, 68)
 
 
@@ -53,6 +54,7 @@ class EvalConfig:
     csim_chip_padding: float = 0.25
     fid_stride: int = 1  # every k-th frame into FID ("pool over all frames" is 1)
     cpbd_stride: int = 1  # CPBD on every k-th face frame
+    lpips_net: str = "alex"  # LPIPS backbone: alex (torchvision AlexNet, the lpips default) or vgg (VGG16)
     lse_crop: str = "aligned"
     lse_detector: str = "dlib"  # syncnet-pipeline only: dlib (embedded) or s3fd (upstream's, sfd_face.pth)
     chunk_size: int = 32  # frames decoded at a time per video
@@ -69,6 +71,8 @@ class EvalConfig:
             raise ValueError(f"lse_crop must be one of {LSE_CROPS}, got {self.lse_crop!r}")
         if self.lse_detector not in LSE_DETECTORS:
             raise ValueError(f"lse_detector must be one of {LSE_DETECTORS}, got {self.lse_detector!r}")
+        if self.lpips_net not in LPIPS_NETS:
+            raise ValueError(f"lpips_net must be one of {LPIPS_NETS}, got {self.lpips_net!r}")
         if self.lmd_preset not in LMD_PRESETS:
             raise ValueError(f"lmd_preset must be one of {LMD_PRESETS}, got {self.lmd_preset!r}")
         for name in ("crop_size", "csim_stride", "fid_stride", "cpbd_stride", "chunk_size"):
@@ -89,4 +93,4 @@ def region_name(region: str) -> str:
 
 
 __all__ = ["PROTOCOL_VERSION", "EvalConfig", "SubmissionLimits", "REGIONS", "LSE_CROPS", "LSE_DETECTORS",
-           "LMD_PRESETS", "MODES", "region_name"]
+           "LMD_PRESETS", "LPIPS_NETS", "MODES", "region_name"]

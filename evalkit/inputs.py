@@ -28,6 +28,7 @@ INPUTS = {
                  "source pixels, crop affines)",
     "embeddings": "dlib face embeddings of both sides (every csim_stride-th face frame)",
     "fid_features": "Inception pool3 features of the generated FID image set",
+    "lpips": "LPIPS v0.1 distances of the region pairs (the lpips_net backbone) and their positions",
     "gen_audio": "the submitted video's audio at 16 kHz",
     "gen_seq_crops": "224-px aligned crops of every generated frame (the reference affine; nearest face frame's "
                      "affine where the reference has none)",
@@ -76,6 +77,13 @@ def s3fd(path):
     from .nets.s3fd import S3FDDetector, load_s3fd
 
     return S3FDDetector(load_s3fd(path))
+
+
+@lru_cache(maxsize=2)
+def lpips_model(net: str, backbone_path, heads_path):
+    from .nets.lpips import load_lpips
+
+    return load_lpips(net, backbone_path, heads_path)
 
 
 @lru_cache(maxsize=1)
@@ -206,6 +214,18 @@ class ChunkInputs:
         else:
             images = self.gen_frames[sel]
         return features(w.path, w.seed, images)
+
+    @cached_property
+    def lpips(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(distances, positions)``: LPIPS of each region pair (float64)."""
+        from .nets.lpips import NETS
+
+        ref, gen, pos = self.region_pairs
+        w = self.task.weights
+        if not len(pos):
+            return np.zeros(0), pos
+        model = lpips_model(self.config.lpips_net, w.path(NETS[self.config.lpips_net]), w.path("lpips"))
+        return model.distances(ref, gen).numpy(), pos
 
     @cached_property
     def gen_seq_crops(self) -> np.ndarray:

@@ -37,6 +37,11 @@ class WeightPaths:
     inception: str | None = None
     s3fd: str | None = None
     sync_expert: str | None = None
+    alexnet: str | None = None
+    vgg16: str | None = None
+    lpips: str | None = None  # folder (or file) of the LPIPS v0.1 heads; default: torchmetrics' copy
+    arcface: str | None = None
+    i3d: str | None = None
 
 
 @lru_cache(maxsize=4)
@@ -85,6 +90,28 @@ def _s3fd(config, path) -> WeightsInfo:
     return _network("s3fd", load_s3fd, path)
 
 
+def _lpips_backbone(name: str):
+    def resolve(config, path) -> WeightsInfo:
+        from talkbase.weights import check_layout, load_torch_state
+
+        from .nets.lpips import Backbone, NETS, backbone_state
+
+        net = {v: k for k, v in NETS.items()}[name]
+        state, info = load_torch_state(name, path)
+        check_layout(Backbone(net).features, backbone_state(net, state, info.path), f"{info.path} ({name})")
+        return WeightsInfo(name, info.path, info.sha256, info.official)
+    return resolve
+
+
+def _lpips_heads(config, path) -> WeightsInfo:
+    from talkbase.weights import load_torch_state
+
+    from .nets.lpips import HEAD_FILES
+
+    _, info = load_torch_state("lpips", path, filename=HEAD_FILES[config.lpips_net])
+    return WeightsInfo("lpips", info.path, info.sha256, info.official)
+
+
 def _sync_expert(config, path) -> WeightsInfo:
     from .nets.sync_expert import load_sync_expert
 
@@ -110,8 +137,12 @@ def _dlib(config, path) -> WeightsInfo:
 
 
 _RESOLVERS = {"inception": _inception, "syncnet": _syncnet, "s3fd": _s3fd, "sync_expert": _sync_expert,
-              "dlib": _dlib}
+              "dlib": _dlib, "alexnet": _lpips_backbone("alexnet"), "vgg16": _lpips_backbone("vgg16"),
+              "lpips": _lpips_heads}
 ABSENT = {"syncnet": "official SyncNet weights (syncnet_v2.model) absent",
+          "alexnet": "AlexNet weights (alexnet-owt-7be5be79.pth) absent",
+          "vgg16": "VGG16 weights (vgg16-397923af.pth) absent", "lpips": "LPIPS v0.1 heads absent",
+          "arcface": "ArcFace weights (w600k_r50.onnx) absent", "i3d": "I3D weights (i3d_torchscript.pt) absent",
           "s3fd": "S3FD weights (sfd_face.pth) absent", "sync_expert": "no sync expert",
           "dlib": "dlib models absent", "inception": "Inception weights absent"}
 
