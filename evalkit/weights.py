@@ -112,6 +112,18 @@ def _lpips_heads(config, path) -> WeightsInfo:
     return WeightsInfo("lpips", info.path, info.sha256, info.official)
 
 
+def _arcface(config, path) -> WeightsInfo:
+    from .nets.arcface import load_arcface
+
+    return _network("arcface", load_arcface, path)
+
+
+def _i3d(config, path) -> WeightsInfo:
+    from .nets.i3d import load_i3d
+
+    return _network("i3d", lambda p: load_i3d(p, check=True), path)
+
+
 def _sync_expert(config, path) -> WeightsInfo:
     from .nets.sync_expert import load_sync_expert
 
@@ -138,7 +150,7 @@ def _dlib(config, path) -> WeightsInfo:
 
 _RESOLVERS = {"inception": _inception, "syncnet": _syncnet, "s3fd": _s3fd, "sync_expert": _sync_expert,
               "dlib": _dlib, "alexnet": _lpips_backbone("alexnet"), "vgg16": _lpips_backbone("vgg16"),
-              "lpips": _lpips_heads}
+              "lpips": _lpips_heads, "arcface": _arcface, "i3d": _i3d}
 ABSENT = {"syncnet": "official SyncNet weights (syncnet_v2.model) absent",
           "alexnet": "AlexNet weights (alexnet-owt-7be5be79.pth) absent",
           "vgg16": "VGG16 weights (vgg16-397923af.pth) absent", "lpips": "LPIPS v0.1 heads absent",
