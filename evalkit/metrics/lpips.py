@@ -55,6 +55,6 @@ SPECS = (frame_mean_spec(
     name="lpips", label="LPIPS", version=VERSION, unit="", higher_is_better=False, modes=("reconstruction",),
     needs=("lpips",), description="learned perceptual image patch similarity (v0.1) of the region, per frame",
     protocol=_protocol, new=lambda config: LPIPSMetric(), feed=_feed, weights=_weights, decimals=4,
-    valid_range=(0.0, None), order=25),)
+    valid_range=(0.0, None), order=35),)
 
 __all__ = ["LPIPSMetric", "lpips", "SPECS"]

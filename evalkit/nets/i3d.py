@@ -43,8 +43,12 @@ def load_i3d(path=None, check: bool = False, clip_length: int = 16) -> I3D:
     """The TorchScript I3D of ``path`` / env / cache. ``check`` runs one zero clip through it and requires the
     (1, 400) feature interface (done once, by the driver)."""
     info = find("i3d", path)
+    import warnings
+
     try:
-        module = torch.jit.load(info.path, map_location="cpu").eval()
+        with warnings.catch_warnings():  # TorchScript is deprecated upstream; the FVD detector is TorchScript
+            warnings.simplefilter("ignore", DeprecationWarning)
+            module = torch.jit.load(info.path, map_location="cpu").eval()
     except Exception as e:  # noqa: BLE001 - torch raises many types for a file that is not TorchScript
         raise WeightsUnreadable(f"{info.path}: not a TorchScript file ({type(e).__name__}: "
                                 f"{str(e).splitlines()[0][:200]})") from None

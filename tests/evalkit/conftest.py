@@ -62,8 +62,12 @@ def i3d_standin(tmp_path_factory):
             f = self.fc(torch.tanh(self.conv(x).mean(dim=2).flatten(1) * 4.0))
             return f if return_features else torch.softmax(f, dim=1)
 
+    import warnings
+
     torch.manual_seed(3)
-    module = torch.jit.script(StandInI3D().eval())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        module = torch.jit.script(StandInI3D().eval())
     path = tmp_path_factory.mktemp("i3d") / "i3d_torchscript.pt"
     module.save(str(path))
     return path
