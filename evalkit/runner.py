@@ -299,6 +299,17 @@ def evaluate(reference, submission, out, mode: str = "reconstruction", metrics=N
                          submission_meta=submission_meta, n_expected=n_expected)
 
 
+def _uncalibrated_note(spec, w) -> str:
+    from talkbase.weights import REGISTRY
+
+    pinned = REGISTRY.get(w.name) is None or bool(REGISTRY[w.name].official_sha256)
+    if w.path and not pinned:  # no trusted hash to compare with: the file may be the official one
+        return (f"UNVERIFIED {spec.label}: no official sha256 is pinned for the {w.name} weights; this file has "
+                f"sha256 {w.sha256[:12]} (compare results only under the same file)")
+    return (f"UNCALIBRATED {spec.label}: {w.name} weights are not the official file ({w.source}, "
+            f"sha256 {w.sha256[:12]}); not comparable with published numbers")
+
+
 def merge_entries(specs, scores, config, protocols, weights, skipped_metric, fid_ref, n_expected,
                   video_skips) -> dict:
     """Fold per-video values in clip order through each spec → the results' metric entries."""
@@ -325,8 +336,7 @@ def merge_entries(specs, scores, config, protocols, weights, skipped_metric, fid
         summary = spec.summary(merged, ctx)
         extra = {"skip_reasons": reasons}
         if w is not None and not w.calibrated:
-            extra["note"] = (f"UNCALIBRATED {spec.label}: {w.name} weights are not the official file ({w.source}, "
-                             f"sha256 {w.sha256[:12]}); not comparable with published numbers")
+            extra["note"] = _uncalibrated_note(spec, w)
         entries[spec.name] = metric_entry(spec, summary, n_expected, skipped_reason=None if summary.get("value")
                                           is not None else summary.get("reason") or "no video could be scored",
                                           **extra, **common)

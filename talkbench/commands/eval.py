@@ -58,6 +58,14 @@ def register(subparsers) -> None:
                    help="without official Inception weights, compute FID with a seeded random network, "
                         "labelled uncalibrated")
     p.add_argument("--sync-expert", default=None, metavar="PATH", help="in-domain sync expert checkpoint")
+    p.add_argument("--lpips-net", choices=["alex", "vgg"], default="alex", help="LPIPS backbone (alex: the lpips default)")
+    p.add_argument("--alexnet", default=None, metavar="PATH", help="alexnet-owt-7be5be79.pth for LPIPS "
+                                                                   "(else TALKBENCH_ALEXNET / the cache / torch hub)")
+    p.add_argument("--vgg16", default=None, metavar="PATH", help="vgg16-397923af.pth for LPIPS-vgg")
+    p.add_argument("--arcface", default=None, metavar="PATH",
+                   help="InsightFace w600k_r50.onnx for ArcFace-CSIM (else TALKBENCH_ARCFACE / the cache / "
+                        "~/.insightface/models/buffalo_l)")
+    p.add_argument("--i3d", default=None, metavar="PATH", help="i3d_torchscript.pt for FVD (else TALKBENCH_I3D / cache)")
     p.add_argument("--scheduler", default=None, metavar="ADDR",
                    help="Dask scheduler address (default: a local cluster); 'inline' for this process")
     p.add_argument("--workers", type=int, default=None, help="local cluster workers (default: CPU count)")
@@ -66,17 +74,20 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def list_metrics_text(syncnet=None, inception=None, s3fd=None, sync_expert=None) -> str:
+def list_metrics_text(syncnet=None, inception=None, s3fd=None, sync_expert=None, lpips_net="alex",
+                      **weight_paths) -> str:
     """The ``--list-metrics`` table: name, version, direction, modes, weights and whether each is present."""
     from evalkit.metrics import all_specs
     from evalkit.weights import ABSENT, WeightPaths, resolve_weights
     from evalkit.config import EvalConfig
 
-    cfg = EvalConfig(allow_uncalibrated_fid=True)
+    cfg = EvalConfig(allow_uncalibrated_fid=True, lpips_net=lpips_net)
     specs = all_specs()
     names = {w for s in specs for w in s.weights(cfg)} | {"s3fd"}
-    resolved, unusable = resolve_weights(names, cfg, WeightPaths(syncnet, inception, s3fd, sync_expert))
-    lines = [f"{'metric':<14} {'label':<18} {'version':<15} {'dir':<3} {'modes':<22} weights"]
+    paths = WeightPaths(syncnet=syncnet, inception=inception, s3fd=s3fd, sync_expert=sync_expert,
+                        **{k: v for k, v in weight_paths.items() if v})
+    resolved, unusable = resolve_weights(names, cfg, paths)
+    lines = [f"{'metric':<14} {'label':<18} {'version':<15} {'dir':<3} {'modes':<37} weights"]
     for s in specs:
         ws = []
         for w in s.weights(cfg) + (("s3fd (syncnet-pipeline + s3fd only)",) if s.name.startswith("lse") else ()):
@@ -86,7 +97,7 @@ def list_metrics_text(syncnet=None, inception=None, s3fd=None, sync_expert=None)
                 "absent (random, uncalibrated)" if info else f"absent ({ABSENT.get(key, 'missing')})"
             ws.append(f"{w}: {state}" if key not in unusable else f"{w}: {unusable[key].split(':')[0]}")
         lines.append(f"{s.name:<14} {s.label:<18} {s.version:<15} {ARROW[s.higher_is_better]:<3} "
-                     f"{','.join(s.modes):<22} {'; '.join(ws) or '-'}")
+                     f"{','.join(s.modes):<37} {'; '.join(ws) or '- (weights-free)'}")
     return "\n".join(lines)
 
 
@@ -122,7 +133,8 @@ def run(args) -> int:
     from evalkit.runner import EvaluationError, evaluate
 
     if args.list_metrics:
-        print(list_metrics_text(args.syncnet, args.inception, args.s3fd, args.sync_expert))
+        print(list_metrics_text(args.syncnet, args.inception, args.s3fd, args.sync_expert, args.lpips_net,
+                                **_weight_paths(args)))
         return 0
     free = not args.reference
     mode = args.mode or ("reference-free" if free else "reconstruction")
@@ -138,7 +150,7 @@ def run(args) -> int:
         print("talkbench eval: reference-free mode (no --reference) needs --benchmark-name NAME", file=sys.stderr)
         return 2
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
-    options = {"lse_detector": args.lse_detector}
+    options = {"lse_detector": args.lse_detector, "weight_paths": _weight_paths(args)}
     for key in ("csim_stride", "fid_stride", "cpbd_stride"):
         if getattr(args, key):
             options[key] = getattr(args, key)
@@ -146,7 +158,7 @@ def run(args) -> int:
             "notes": args.notes, "kind": args.kind}
     if free:
         return _run_free(args, metrics, options, meta)
-    options["lmd_preset"] = args.lmd_preset
+    options.update(lmd_preset=args.lmd_preset, lpips_net=args.lpips_net)
     try:
         results = evaluate(args.reference, args.submission, args.out, mode=mode, metrics=metrics,
                            scheduler=args.scheduler, n_workers=args.workers, syncnet_path=args.syncnet,
@@ -158,6 +170,10 @@ def run(args) -> int:
         print(f"talkbench eval: {e}", file=sys.stderr)
         return 2
     return _report(results, args.out)
+
+
+def _weight_paths(args) -> dict:
+    return {k: getattr(args, k) for k in ("alexnet", "vgg16", "arcface", "i3d") if getattr(args, k, None)}
 
 
 def _report(results: dict, out) -> int:
