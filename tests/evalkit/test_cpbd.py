@@ -16,7 +16,7 @@ from evalkit.metrics.cpbd import cpbd, cpbd_grey, edge_widths, sobel_edges, to_g
 
 @pytest.fixture(scope="module")
 def faces(videos_dir):
-    """Eight 256-px crops around the face of two real clips (the region CPBD is scored on)."""
+    """Eight 256-px crops of real frames of two clips (the size of the face crop CPBD is scored on)."""
     from prep.media import read_frames
 
     out = []

@@ -26,17 +26,21 @@ def folder(tmp_path_factory, videos_dir):
 
     from evalkit.nets.sync_expert import ExpertArch, SyncExpert, save_sync_expert
     from evalkit.nets.syncnet import random_state_dict
-    from prep.media import decode_clip, write_video
+    from prep.media import read_audio, read_frames, write_video
 
     root = tmp_path_factory.mktemp("reffree")
     sub = root / "sub"
     for cid, (src, a, b) in CUTS.items():
-        clip = decode_clip(videos_dir / src)
-        write_video(sub / f"{cid}.mp4", clip.frames[a:b], clip.audio[a * 640:b * 640])
+        frames = read_frames(videos_dir / src, start=a, stop=b)
+        if frames.shape[1] > 1000:  # the 1080x1920 portrait clip at half size: tracking cost, same kind of face
+            frames = np.stack([cv2.resize(f, (f.shape[1] // 2, f.shape[0] // 2), interpolation=cv2.INTER_AREA)
+                               for f in frames])
+        audio = read_audio(videos_dir / src, b)[a * 640:b * 640]
+        write_video(sub / f"{cid}.mp4", frames, audio)
         if cid == "clipA":
-            blurred = np.stack([cv2.GaussianBlur(f, (0, 0), 2.0) for f in clip.frames[a:b]])
-            write_video(sub / "clipA_blur.mp4", blurred, clip.audio[a * 640:b * 640])
-            write_video(root / "outside.mp4", clip.frames[a:b], clip.audio[a * 640:b * 640])
+            blurred = np.stack([cv2.GaussianBlur(f, (0, 0), 2.0) for f in frames])
+            write_video(sub / "clipA_blur.mp4", blurred, audio)
+            write_video(root / "outside.mp4", frames, audio)
     (sub / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 not really a video")
     (sub / "notes.txt").write_text("not a video")
     (sub / ".hidden.mp4").write_bytes(b"ignored")
@@ -181,3 +185,18 @@ def test_leaderboard_gives_a_reference_free_benchmark_its_own_table(run, tmp_pat
     main = next(b for b in benches if b.reference_shards_sha256 != "0" * 64)
     assert main.name == NAME and [r.sub.name for r in main.ranked.rows] == ["model-x", "model-y"]
     assert "cpbd" in {c.key for c in main.columns}
+
+
+def test_syncnet_pipeline_crop_without_reference(folder, videos_dir, tmp_path):
+    """syncnet_python's tracked crop (evalkit.syncnet_crop) on a clip long enough for its 100-frame track."""
+    from evalkit.free import evaluate_reference_free
+    from prep.media import read_audio, read_frames, write_video
+
+    src = videos_dir / "w2l_input3.mp4"
+    write_video(tmp_path / "sub" / "long.mp4", read_frames(src, stop=110), read_audio(src, 110))
+    r = evaluate_reference_free(tmp_path / "sub", tmp_path / "res", "pipeline-set", metrics=["lse_d", "lse_c"],
+                                syncnet_path=folder["syncnet"], lse_crop="syncnet-pipeline", scheduler="inline")
+    for name in ("lse_d", "lse_c"):
+        m = r["metrics"][name]
+        assert m["n_scored"] == 1 and np.isfinite(m["value"]) and m["protocol"]["crop"] == "syncnet-pipeline"
+    assert _per_video(tmp_path / "res").loc["long", "lse_windows"] > 90  # the track's frames, minus 5
