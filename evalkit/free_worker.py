@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 import numpy as np
@@ -140,7 +140,9 @@ def _score(task: FreeTask) -> dict:
     if track.n < cfg.limits.min_frames:
         raise RuntimeError(f"decoded only {track.n} frames")
     specs = [metrics.get(n) for n in task.metrics]
-    etask = EvalTask(self_reference(track, task), task.video, track.n, cfg, task.weights, task.metrics)
+    # the track is in decoded-frame pixels: the task's video says the same size, so no rescaling happens
+    video_info = replace(task.video, width=track.width, height=track.height)
+    etask = EvalTask(self_reference(track, task), video_info, track.n, cfg, task.weights, task.metrics)
     geo = TaskGeometry(etask)
     video = FreeVideoInputs(etask, geo, video_level_needs({x for s in specs for x in s.needs}, cfg), track)
     accumulators = {s.name: s.new(cfg) for s in specs}

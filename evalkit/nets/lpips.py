@@ -108,11 +108,13 @@ class LPIPS(nn.Module):
         return total.reshape(-1)
 
     @torch.inference_mode()
-    def distances(self, ref, gen, batch_size: int = 16) -> torch.Tensor:
+    def distances(self, ref, gen, batch_size: int | None = None) -> torch.Tensor:
         """(N,) float64 LPIPS of uint8 (N, H, W, 3) RGB image pairs (``/255``, then ``2x − 1``, the package's
-        ``normalize=True``)."""
+        ``normalize=True``). Batches hold about sixteen 256-px images (fewer full-HD frames)."""
         import numpy as np
 
+        if batch_size is None:
+            batch_size = max(1, int(16 * 256 * 256 / max(1, np.shape(ref)[1] * np.shape(ref)[2]))) if len(ref) else 1
         out = []
         for i in range(0, len(ref), batch_size):
             a, b = (torch.from_numpy(np.ascontiguousarray(z[i:i + batch_size])).permute(0, 3, 1, 2).float()
