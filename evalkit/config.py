@@ -9,12 +9,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 
 PROTOCOL_VERSION = "evalkit-2.0"  # 2.0: protocols are built by each metric module from its own constants
-MODES = ("reconstruction", "cross")
+MODES = ("reconstruction", "cross", "reference-free")  # reference-free: the video alone (evalkit.free)
 
 REGIONS = ("aligned", "full")
 LSE_CROPS = ("aligned", "syncnet-pipeline")
 LSE_DETECTORS = ("dlib", "s3fd")  # face detector of the syncnet-pipeline crop
 LMD_PRESETS = ("ratnerf", "atvgnet")
+LPIPS_NETS = ("alex", "vgg")
 MOUTH = slice(48, 68)
 
 
@@ -29,6 +30,7 @@ class SubmissionLimits:
     max_bytes: int = 4 << 30
     length_tolerance: int = 2  # frames at 25 fps, reconstruction mode
     min_frames: int = 5  # at 25 fps, any mode (one SyncNet window)
+    max_files: int = 10_000  # reference-free mode: video files in one submission folder
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -51,6 +53,8 @@ class EvalConfig:
     csim_chip_size: int = 150
     csim_chip_padding: float = 0.25
     fid_stride: int = 1  # every k-th frame into FID ("pool over all frames" is 1)
+    cpbd_stride: int = 1  # CPBD on every k-th face frame
+    lpips_net: str = "alex"  # LPIPS backbone: alex (torchvision AlexNet, the lpips default) or vgg (VGG16)
     lse_crop: str = "aligned"
     lse_detector: str = "dlib"  # syncnet-pipeline only: dlib (embedded) or s3fd (upstream's, sfd_face.pth)
     lse_preset: str = "fast"  # evalkit.lse_presets: which upstream script LSE reproduces ("fast": none, crops direct)
@@ -82,9 +86,11 @@ class EvalConfig:
             raise ValueError(f"lse_track_aggregation must be one of {AGGREGATIONS}, got {self.lse_track_aggregation!r}")
         if int(self.ci_resamples) < 0:
             raise ValueError("ci_resamples must be >= 0")
+        if self.lpips_net not in LPIPS_NETS:
+            raise ValueError(f"lpips_net must be one of {LPIPS_NETS}, got {self.lpips_net!r}")
         if self.lmd_preset not in LMD_PRESETS:
             raise ValueError(f"lmd_preset must be one of {LMD_PRESETS}, got {self.lmd_preset!r}")
-        for name in ("crop_size", "csim_stride", "fid_stride", "chunk_size"):
+        for name in ("crop_size", "csim_stride", "fid_stride", "cpbd_stride", "chunk_size"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1")
 
@@ -102,4 +108,4 @@ def region_name(region: str) -> str:
 
 
 __all__ = ["PROTOCOL_VERSION", "EvalConfig", "SubmissionLimits", "REGIONS", "LSE_CROPS", "LSE_DETECTORS",
-           "LMD_PRESETS", "MODES", "region_name"]
+           "LMD_PRESETS", "LPIPS_NETS", "MODES", "region_name"]

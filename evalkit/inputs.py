@@ -22,8 +22,19 @@ OWN_DETECT_SIDE = 720  # the generated frames' own face detection runs at most a
 INPUTS = {
     "region_pairs": "reference / generated frames of the scored region (aligned face crops, or full frames)",
     "landmarks": "dlib 68-point landmarks of both sides in aligned-crop pixels",
+    "gen_face_crops": "aligned crops of the generated face frames and their positions in the chunk (any mode; "
+                      "reference-free: the video's own tracked face)",
+    "gen_landmarks": "68-point landmarks of the generated side in aligned-crop pixels, NaN rows without a face (any "
+                     "mode; reference-free: the face tracker's landmarks)",
+    "gen_track": "reference-free mode only: the video's own face track (per-frame face flag, boxes, landmarks in "
+                 "source pixels, crop affines)",
     "embeddings": "dlib face embeddings of both sides (every csim_stride-th face frame)",
+    "arcface_embeddings": "ArcFace embeddings of both sides, faces aligned by 5 points of the landmarks (every "
+                          "csim_stride-th face frame)",
     "fid_features": "Inception pool3 features of the generated FID image set",
+    "lpips": "LPIPS v0.1 distances of the region pairs (the lpips_net backbone) and their positions",
+    "fvd_frames": "reference / generated frames of the scored region (as region_pairs) for FVD clips",
+    "i3d_features": "the FVD I3D (TorchScript): 400-d features of (N, 3, 16, 224, 224) clips in [-1, 1]",
     "gen_audio": "the submitted video's audio at 16 kHz",
     "gen_seq_crops": "224-px aligned crops of every generated frame (the reference affine; nearest face frame's "
                      "affine where the reference has none)",
@@ -79,6 +90,27 @@ def s3fd(path):
     from .nets.s3fd import S3FDDetector, load_s3fd
 
     return S3FDDetector(load_s3fd(path))
+
+
+@lru_cache(maxsize=2)
+def lpips_model(net: str, backbone_path, heads_path):
+    from .nets.lpips import load_lpips
+
+    return load_lpips(net, backbone_path, heads_path)
+
+
+@lru_cache(maxsize=2)
+def arcface(path):
+    from .nets.arcface import load_arcface
+
+    return load_arcface(path)
+
+
+@lru_cache(maxsize=2)
+def i3d(path):
+    from .nets.i3d import load_i3d
+
+    return load_i3d(path)
 
 
 @lru_cache(maxsize=1)
@@ -139,7 +171,7 @@ class ChunkInputs:
     def __init__(self, task, geo: TaskGeometry, start: int, ref: np.ndarray, gen: np.ndarray):
         self.task, self.geo, self.config = task, geo, task.config
         self.start, self.ref_frames, self.gen_frames = start, ref, gen
-        self.size = len(ref)
+        self.size = len(gen)
         self.index = np.arange(start, start + self.size)
         self.face_pos = np.flatnonzero(geo.face[self.index])  # positions (in the chunk) with a reference face
 
@@ -154,6 +186,11 @@ class ChunkInputs:
     @cached_property
     def gen_crops(self) -> np.ndarray:
         return warp_many(self.gen_frames[self.face_pos], self.geo.a_gen[self.face_index], self.geo.size)
+
+    @cached_property
+    def gen_face_crops(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(crops, positions)``: aligned crops of the generated face frames (what no-reference metrics read)."""
+        return self.gen_crops, self.face_pos
 
     @cached_property
     def region_pairs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -195,6 +232,11 @@ class ChunkInputs:
         return lm_r, lm_g
 
     @cached_property
+    def gen_landmarks(self) -> np.ndarray:
+        """(size, 68, 2) generated-side landmarks in aligned-crop pixels (NaN rows: no face)."""
+        return self.landmarks[1]
+
+    @cached_property
     def embeddings(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(positions, ref_emb, gen_emb)`` for every ``csim_stride``-th face frame."""
         keep = (self.face_index % int(self.config.csim_stride)) == 0
@@ -206,6 +248,28 @@ class ChunkInputs:
         return pos, emb.embed(self.ref_frames[pos], b_ref), emb.embed(self.gen_frames[pos], b_ref / self.geo.box_scale)
 
     @cached_property
+    def arcface_embeddings(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(positions, ref_emb, gen_emb)`` of every ``csim_stride``-th face frame, each side's face aligned by
+        the five ArcFace points of its own landmarks (mapped back to that side's frame pixels)."""
+        from prep.faces.align import invert_affine
+
+        from .nets.arcface import aligned_faces, five_points
+
+        keep = (self.face_index % int(self.config.csim_stride)) == 0
+        pos, fi = self.face_pos[keep], self.face_index[keep]
+        lm_r, lm_g = self.landmarks
+        ok = np.isfinite(lm_r[pos]).all(axis=(1, 2)) & np.isfinite(lm_g[pos]).all(axis=(1, 2))
+        pos, fi = pos[ok], fi[ok]
+        if not len(pos):
+            return pos, np.zeros((0, 512)), np.zeros((0, 512))
+        model = arcface(self.task.weights.path("arcface"))
+        sides = []
+        for frames, lm, aff in ((self.ref_frames, lm_r, self.geo.a_ref), (self.gen_frames, lm_g, self.geo.a_gen)):
+            pts = [transform_points(five_points(lm[p]), invert_affine(aff[i])) for p, i in zip(pos, fi)]
+            sides.append(model.embed(aligned_faces(frames[pos], pts)))
+        return pos, sides[0], sides[1]
+
+    @cached_property
     def fid_features(self) -> np.ndarray:
         """Inception features of this chunk's generated frames in the FID image set."""
         w = self.task.weights.get("inception")
@@ -215,6 +279,27 @@ class ChunkInputs:
         else:
             images = self.gen_frames[sel]
         return features(w.path, w.seed, images)
+
+    @cached_property
+    def lpips(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(distances, positions)``: LPIPS of each region pair (float64)."""
+        from .nets.lpips import NETS
+
+        ref, gen, pos = self.region_pairs
+        w = self.task.weights
+        if not len(pos):
+            return np.zeros(0), pos
+        model = lpips_model(self.config.lpips_net, w.path(NETS[self.config.lpips_net]), w.path("lpips"))
+        return model.distances(ref, gen).numpy(), pos
+
+    @property
+    def fvd_frames(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(ref, gen, positions)`` of the scored region, the frames FVD clips are cut from."""
+        return self.region_pairs
+
+    def i3d_features(self, clips) -> np.ndarray:
+        """(N, 400) I3D features of (N, 3, T, 224, 224) clips in [-1, 1]."""
+        return i3d(self.task.weights.path("i3d")).features(clips)
 
     @cached_property
     def gen_seq_crops(self) -> np.ndarray:
@@ -306,7 +391,7 @@ class VideoInputs:
         if self._seq is None:
             raise RuntimeError("gen_seq_crops was not collected (no active metric needs it)")
         if not self.face.any():
-            raise ValueError("no reference face in any frame")
+            raise ValueError("no face in any frame" if self.config.mode == "reference-free" else "no reference face in any frame")
         return self._seq
 
     @property

@@ -75,13 +75,19 @@ def _default_fid_cache() -> Path:
     return cache_dir().parent / "evalkit" / "fid"
 
 
-def _submission_block(meta: dict | None, mode: str) -> dict:
+def submission_block(meta: dict | None, mode: str) -> dict:
     meta = dict(meta or {})
     return {"name": meta.get("name") or "unnamed", "model": meta.get("model"), "date": meta.get("date") or None,
             "link": meta.get("link"), "notes": meta.get("notes"), "kind": meta.get("kind") or "model", "mode": mode}
 
 
-def _progress(total: int, desc: str, enabled: bool):
+def check_meta(submission_meta: dict | None) -> None:
+    meta_date = (submission_meta or {}).get("date")
+    if meta_date and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", str(meta_date)):
+        raise ValueError(f"submission date {meta_date!r} is not YYYY-MM-DD")
+
+
+def progress_bar(total: int, desc: str, enabled: bool):
     if not enabled or not total:
         return None
     from tqdm.auto import tqdm
@@ -89,13 +95,17 @@ def _progress(total: int, desc: str, enabled: bool):
     return tqdm(total=total, desc=desc, unit="video", dynamic_ncols=True, file=sys.stderr)
 
 
-def _protocols(specs, config: EvalConfig, weights: ResolvedWeights) -> dict[str, dict]:
+def protocols_for(specs, config: EvalConfig, weights: ResolvedWeights, extra: dict | None = None) -> dict[str, dict]:
+    """Each metric's protocol (from its module's constants and ``config``) plus the weights it uses and
+    ``extra`` (settings shared by every metric of the mode, e.g. the reference-free face tracking)."""
     out = {}
     for spec in specs:
         p = spec.protocol(config)
         used = {name: weights.get(name).protocol() for name in spec.weights(config) if weights.get(name)}
         if used:
             p["weights"] = used
+        if extra:
+            p.update(extra)
         out[spec.name] = p
     return out
 
@@ -106,6 +116,82 @@ def _main_weights(spec, config, weights: ResolvedWeights):
     return weights.get(names[0]) if names else None
 
 
+def plan_weights(specs, config: EvalConfig, paths: WeightPaths, named_metrics) -> tuple[ResolvedWeights, dict]:
+    """Resolve the networks the metrics need, once: ``(weights, {metric: why it is skipped})``.
+
+    Metrics named explicitly and weight files given explicitly must be usable (else EvaluationError);
+    a default metric whose weights are absent is skipped with the reason.
+    """
+    needed = {w for s in specs for w in s.weights(config)}
+    explicit = {w for s in specs for w in s.weights(config) if named_metrics} | \
+        {k for k, v in vars(paths).items() if v and k != "inception"}
+    weights, unusable = resolve_weights(needed, config, paths, required=explicit & needed)
+    skipped_metric = {}
+    for spec in specs:
+        why = [unusable[w] for w in spec.weights(config) if w in unusable]
+        if why:
+            skipped_metric[spec.name] = why[0]
+            log.warning("%s skipped: %s", spec.name, why[0])
+    return weights, skipped_metric
+
+
+def score_all(executor, fn, tasks, progress: bool, desc: str = "eval") -> list[VideoScore]:
+    """Run ``fn`` over ``tasks`` (results in task order; a worker error becomes a failed VideoScore)."""
+    scores: list[VideoScore] = []
+    bar = progress_bar(len(tasks), desc, progress)
+
+    def on_score(i, res: VideoScore):
+        scores.append(res)
+        if bar is not None:
+            bar.update(1)
+
+    executor.map_ordered(fn, tasks, on_score,
+                         on_error=lambda i, e: VideoScore(tasks[i].video.clip_id, "failed",
+                                                          f"worker error: {type(e).__name__}: {e}"))
+    if bar is not None:
+        bar.close()
+    return scores
+
+
+def failed_records(scores, paths: dict | None = None) -> list[dict]:
+    """Skip records of the videos whose scoring failed (``paths``: clip id -> file, default ``<id>.mp4``)."""
+    return [{"clip_id": r.clip_id, "path": (paths or {}).get(r.clip_id, f"{r.clip_id}.mp4"), "code": "scoring_failed",
+             "reason": r.reason} for r in scores if r.status != "scored"]
+
+
+def write_results(out: Path, *, specs, scores, accepted, skipped, config: EvalConfig, weights: ResolvedWeights,
+                  entries: dict, benchmark: dict, submission_meta, n_expected: int) -> dict:
+    """``out/per_video.parquet`` and ``out/results.json`` (validated by the one reader first); the results dict."""
+    from .per_video import per_video_table
+    from .submission import count_skips
+
+    skipped.sort(key=lambda s: (s["code"] == "unknown_clip", s["clip_id"], s["path"]))
+    n_scored = sum(1 for r in scores if r.status == "scored")
+    out.mkdir(parents=True, exist_ok=True)
+    pv_bytes = per_video_table(specs, scores, accepted, skipped)
+    atomic_write_bytes(out / PER_VIDEO_FILE, pv_bytes)
+    counts = count_skips(skipped)
+    result = {
+        "results_schema": "talkbench-results/1", "talkbench_version": __version__,
+        "created": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
+        "benchmark": {**benchmark, "protocol_version": PROTOCOL_VERSION,
+                      "protocol_hash": protocol_hash({k: e["protocol"] for k, e in entries.items()})},
+        "submission": submission_block(submission_meta, config.mode),
+        "config": {**config.to_dict(), "weights": {k: v.protocol() for k, v in sorted(weights.by_name.items())}},
+        "metrics": entries, "metric_order": [s.name for s in specs],
+        "skipped": [{"clip_id": s["clip_id"], "reason": s["reason"], "code": s["code"], "path": s["path"]}
+                    for s in skipped],
+        "n_videos": {"expected": n_expected, "scored": n_scored, "skipped": n_expected - n_scored,
+                     "extra": counts.get("unknown_clip", 0), "resampled": sum(1 for v in accepted if v.resampled),
+                     "skip_codes": counts},
+        "per_video": {"path": PER_VIDEO_FILE, "sha256": hashlib.sha256(pv_bytes).hexdigest()},
+    }
+    parse_results(result)  # the one reader validates what we write
+    atomic_write_bytes(out / RESULTS_FILE, dumps(result).encode())
+    log.info("evaluation: %d scored, %d skipped -> %s", n_scored, n_expected - n_scored, out / RESULTS_FILE)
+    return result
+
+
 # ---------------------------------------------------------------- evaluate
 
 def evaluate(reference, submission, out, mode: str = "reconstruction", metrics=None, scheduler=None,
@@ -113,7 +199,7 @@ def evaluate(reference, submission, out, mode: str = "reconstruction", metrics=N
              allow_uncalibrated_fid: bool = False, sync_expert=None, submission_meta: dict | None = None,
              crop: str = "aligned", lse_crop: str = "aligned", limits: SubmissionLimits | None = None,
              benchmark_name: str | None = None, fid_cache_dir=None, config: EvalConfig | None = None,
-             progress: bool = False, **options) -> dict:
+             progress: bool = False, weight_paths: dict | None = None, **options) -> dict:
     """Score ``submission`` (a dir of ``<clip_id>.mp4``) against the prep output ``reference``.
 
     Writes ``out/results.json`` (``talkbench-results/1``, :mod:`talkbase.results`) and ``out/per_video.parquet``;
@@ -123,6 +209,8 @@ def evaluate(reference, submission, out, mode: str = "reconstruction", metrics=N
     PSNR/SSIM/FID; ``lse_crop``: ``aligned`` or ``syncnet-pipeline`` (detector ``lse_detector="dlib"`` or
     ``"s3fd"``). ``scheduler``: None (LocalCluster), a Dask address / Client, or ``"inline"``. ``options``:
     other :class:`EvalConfig` fields (``csim_stride``, ``fid_stride``, ``crop_size``, ``lmd_preset``, ...).
+
+    ``weight_paths``: other weight files by registry name (``alexnet``, ``vgg16``, ``arcface``, ``i3d``).
 
     Raises :class:`FIDWeightsMissing` when FID is requested without official weights and without
     ``allow_uncalibrated_fid``, and :class:`EvaluationError` when a metric or weight file asked for explicitly
@@ -134,32 +222,24 @@ def evaluate(reference, submission, out, mode: str = "reconstruction", metrics=N
     from .worker import reference_fid_features, score_video
 
     reference, submission, out = Path(reference), Path(submission), Path(out)
-    meta_date = (submission_meta or {}).get("date")
-    if meta_date and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", str(meta_date)):
-        raise ValueError(f"submission date {meta_date!r} is not YYYY-MM-DD")
+    check_meta(submission_meta)
     if config is None:
         config = EvalConfig(mode=mode, metrics=registry.select(metrics, mode), region=crop, lse_crop=lse_crop,
                             allow_uncalibrated_fid=allow_uncalibrated_fid, limits=limits or SubmissionLimits(),
                             **options)
     else:
         config = config.with_(metrics=registry.select(config.metrics, config.mode))
+    if config.mode == "reference-free":
+        raise ValueError("reference-free mode has no reference: use evalkit.free.evaluate_reference_free")
     specs = [registry.get(n) for n in config.metrics]
     prep_out = PrepOutput.open(reference)
     shards_sha = prep_out.shards_sha256
 
     # networks: decided once, here. Asked-for metrics and explicitly named files must be usable.
-    paths = WeightPaths(syncnet=syncnet_path, inception=inception_path, s3fd=s3fd_path, sync_expert=sync_expert)
-    needed = {w for s in specs for w in s.weights(config)}
-    explicit = {w for s in specs for w in s.weights(config) if metrics} | \
-        {k for k, v in vars(paths).items() if v and k != "inception"}
-    weights, unusable = resolve_weights(needed, config, paths, required=explicit & needed)
-    skipped_metric = {}
-    for spec in specs:
-        why = [unusable[w] for w in spec.weights(config) if w in unusable]
-        if why:
-            skipped_metric[spec.name] = why[0]
-            log.warning("%s skipped: %s", spec.name, why[0])
-    protocols = _protocols(specs, config, weights)
+    paths = WeightPaths(**{**(weight_paths or {}), **{k: v for k, v in dict(
+        syncnet=syncnet_path, inception=inception_path, s3fd=s3fd_path, sync_expert=sync_expert).items() if v}})
+    weights, skipped_metric = plan_weights(specs, config, paths, metrics)
+    protocols = protocols_for(specs, config, weights)
 
     ref_clips, skipped = load_reference(prep_out, config.split)
     accepted, sub_skips = validate_submission(reference, submission, config.mode, config.limits, split=config.split)
@@ -187,11 +267,10 @@ def evaluate(reference, submission, out, mode: str = "reconstruction", metrics=N
             fid_tasks = [ReferenceFIDTask(c, config, inception) for _, c in sorted(ref_clips.items())]
 
     # score
-    scores: list[VideoScore] = []
     with Executor(scheduler, n_workers, n_tasks=len(tasks) + len(fid_tasks)) as executor, one_thread():
         if fid_tasks:
             ref_total = []  # one running FeatureMoments (32 MB), folded in clip order as results arrive
-            bar = _progress(len(fid_tasks), "eval: FID reference", progress)
+            bar = progress_bar(len(fid_tasks), "eval: FID reference", progress)
 
             def on_ref(i, res):
                 if res["status"] != "ok":
@@ -209,58 +288,32 @@ def evaluate(reference, submission, out, mode: str = "reconstruction", metrics=N
             fid_ref = ref_total[0] if ref_total else None
             if fid_ref is not None:
                 cache.store(cache_key, fid_ref, {"reference": shards_sha, "protocol": protocols["fid"]})
-        bar = _progress(len(tasks), "eval", progress)
-
-        def on_score(i, res: VideoScore):
-            scores.append(res)
-            if bar is not None:
-                bar.update(1)
-
-        executor.map_ordered(score_video, tasks, on_score,
-                             on_error=lambda i, e: VideoScore(tasks[i].clip.clip_id, "failed",
-                                                              f"worker error: {type(e).__name__}: {e}"))
-        if bar is not None:
-            bar.close()
+        scores = score_all(executor, score_video, tasks, progress)
 
         # fold per-video values in clip order
-        for r in scores:
-            if r.status != "scored":
-                skipped.append({"clip_id": r.clip_id, "path": f"{r.clip_id}.mp4", "code": "scoring_failed",
-                                "reason": r.reason})
+        skipped += failed_records(scores)
         video_skips = count_skips([s for s in skipped if s["code"] != "unknown_clip"])
-        entries = _merge(specs, scores, config, protocols, weights, skipped_metric, fid_ref, n_expected, video_skips)
-    skipped.sort(key=lambda s: (s["code"] == "unknown_clip", s["clip_id"]))
-    n_scored = sum(1 for r in scores if r.status == "scored")
-
-    from .per_video import per_video_table
-
-    out.mkdir(parents=True, exist_ok=True)
-    pv_bytes = per_video_table(specs, scores, accepted, skipped)
-    atomic_write_bytes(out / PER_VIDEO_FILE, pv_bytes)
-    counts = count_skips(skipped)
-    result = {
-        "results_schema": "talkbench-results/1", "talkbench_version": __version__,
-        "created": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
-        "benchmark": {"name": benchmark_name or prep_out.path.resolve().name + (f":{config.split}" if config.split else ""),
-                      "reference_shards_sha256": shards_sha, "protocol_version": PROTOCOL_VERSION,
-                      "protocol_hash": protocol_hash(protocols)},
-        "submission": _submission_block(submission_meta, config.mode),
-        "config": {**config.to_dict(), "weights": {k: v.protocol() for k, v in sorted(weights.by_name.items())}},
-        "metrics": entries, "metric_order": [s.name for s in specs],
-        "skipped": [{"clip_id": s["clip_id"], "reason": s["reason"], "code": s["code"], "path": s["path"]}
-                    for s in skipped],
-        "n_videos": {"expected": n_expected, "scored": n_scored, "skipped": n_expected - n_scored,
-                     "extra": counts.get("unknown_clip", 0), "resampled": sum(1 for v in accepted if v.resampled),
-                     "skip_codes": counts},
-        "per_video": {"path": PER_VIDEO_FILE, "sha256": hashlib.sha256(pv_bytes).hexdigest()},
-    }
-    parse_results(result)  # the one reader validates what we write
-    atomic_write_bytes(out / RESULTS_FILE, dumps(result).encode())
-    log.info("evaluation: %d scored, %d skipped -> %s", n_scored, n_expected - n_scored, out / RESULTS_FILE)
-    return result
+        entries = merge_entries(specs, scores, config, protocols, weights, skipped_metric, fid_ref, n_expected,
+                                video_skips)
+    name = benchmark_name or prep_out.path.resolve().name + (f":{config.split}" if config.split else "")
+    return write_results(out, specs=specs, scores=scores, accepted=accepted, skipped=skipped, config=config,
+                         weights=weights, entries=entries, benchmark={"name": name, "reference_shards_sha256": shards_sha},
+                         submission_meta=submission_meta, n_expected=n_expected)
 
 
-def _merge(specs, scores, config, protocols, weights, skipped_metric, fid_ref, n_expected, video_skips) -> dict:
+def _uncalibrated_note(spec, w) -> str:
+    from talkbase.weights import REGISTRY
+
+    pinned = REGISTRY.get(w.name) is None or bool(REGISTRY[w.name].official_sha256)
+    if w.path and not pinned:  # no trusted hash to compare with: the file may be the official one
+        return (f"UNVERIFIED {spec.label}: no official sha256 is pinned for the {w.name} weights; this file has "
+                f"sha256 {w.sha256[:12]} (compare results only under the same file)")
+    return (f"UNCALIBRATED {spec.label}: {w.name} weights are not the official file ({w.source}, "
+            f"sha256 {w.sha256[:12]}); not comparable with published numbers")
+
+
+def merge_entries(specs, scores, config, protocols, weights, skipped_metric, fid_ref, n_expected,
+                  video_skips) -> dict:
     """Fold per-video values in clip order through each spec → the results' metric entries."""
     ctx = MergeContext(config, fid_ref)
     entries = {}
@@ -295,13 +348,13 @@ def _merge(specs, scores, config, protocols, weights, skipped_metric, fid_ref, n
                 extra["ci95_method"] = {"method": CI_METHOD, "resamples": int(resamples), "seed": int(config.ci_seed),
                                         "unit": "video"}
         if w is not None and not w.calibrated:
-            extra["note"] = (f"UNCALIBRATED {spec.label}: {w.name} weights are not the official file ({w.source}, "
-                             f"sha256 {w.sha256[:12]}); not comparable with published numbers")
+            extra["note"] = _uncalibrated_note(spec, w)
         entries[spec.name] = metric_entry(spec, summary, n_expected, skipped_reason=None if summary.get("value")
                                           is not None else summary.get("reason") or "no video could be scored",
                                           **extra, **common)
     return entries
 
 
-__all__ = ["evaluate", "load_reference", "reference_shards_sha256", "EvaluationError", "FIDWeightsMissing",
+__all__ = ["evaluate", "load_reference", "reference_shards_sha256", "plan_weights", "protocols_for", "score_all",
+           "merge_entries", "write_results", "failed_records", "check_meta", "submission_block", "EvaluationError", "FIDWeightsMissing",
            "RESULTS_FILE", "PER_VIDEO_FILE"]

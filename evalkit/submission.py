@@ -41,7 +41,7 @@ class SubmissionVideo:
     path: str
     rel_path: str
     num_frames: int  # at 25 fps
-    ref_num_frames: int
+    ref_num_frames: int | None  # None in reference-free mode
     width: int
     height: int
     src_fps: float
@@ -87,7 +87,7 @@ def _walk_mp4(root: Path) -> list[str]:
     return found
 
 
-def _check_video(clip_id: str, rel: str, real: Path, ref_frames: int, mode: str,
+def _check_video(clip_id: str, rel: str, real: Path, ref_frames: int | None, mode: str,
                  limits: SubmissionLimits, ref_size=None) -> tuple[SubmissionVideo | None, dict | None]:
     from prep import media
     from prep.errors import MediaError, NotAFile
@@ -135,7 +135,7 @@ def _check_video(clip_id: str, rel: str, real: Path, ref_frames: int, mode: str,
     if resampled:
         log.info("%s: %.3f fps, resampled to 25 fps by decoding", clip_id, info.src_fps)
     return SubmissionVideo(clip_id=clip_id, path=str(real), rel_path=rel, num_frames=int(n),
-                           ref_num_frames=int(ref_frames), width=int(w), height=int(h),
+                           ref_num_frames=None if ref_frames is None else int(ref_frames), width=int(w), height=int(h),
                            src_fps=float(info.src_fps), resampled=resampled, size_bytes=int(st.st_size),
                            audio_sample_rate=info.audio_sample_rate), None
 
@@ -191,6 +191,68 @@ def validate_submission(reference_out, submission_dir, mode: str = "reconstructi
     return accepted, skipped
 
 
+VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
+
+
+def _walk_videos(root: Path, max_files: int) -> list[str]:
+    """Relative posix paths of every video file under ``root`` (symlinked folders not followed, dot files
+    left out), sorted; more than ``max_files`` of them is refused (ValueError) before any is probed."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if name.lower().endswith(VIDEO_EXTENSIONS) and not name.startswith("."):
+                found.append(Path(dirpath, name).relative_to(root).as_posix())
+                if len(found) > max_files:
+                    raise ValueError(f"{root}: more than {max_files} video files (SubmissionLimits.max_files)")
+    return sorted(found)
+
+
+def discover_videos(submission_dir, limits: SubmissionLimits | None = None
+                    ) -> tuple[list[SubmissionVideo], list[dict], list[str]]:
+    """Reference-free mode: every video file under ``submission_dir`` → ``(accepted, skipped, names)``.
+
+    ``names`` are the relative paths of every video file found (what the benchmark is keyed by). A video's
+    clip id is its relative path without the extension; two files with one id (``a.mp4`` and ``a.mov``) are
+    both skipped (``ambiguous_name``). The rules of :func:`validate_submission` apply: a symlink resolving
+    outside the folder is never followed (``unsafe_path``), limits on size / resolution / duration, audio
+    required, at least ``min_frames`` frames at 25 fps.
+    """
+    limits = limits or SubmissionLimits()
+    root = Path(os.path.realpath(submission_dir))
+    if not root.is_dir():
+        raise NotADirectoryError(f"{submission_dir}: submission dir does not exist or is not a directory")
+    names = _walk_videos(root, limits.max_files)
+    by_id: dict[str, list[str]] = {}
+    for rel in names:
+        by_id.setdefault(rel.rsplit(".", 1)[0], []).append(rel)
+    accepted, skipped = [], []
+    for clip_id, rels in sorted(by_id.items()):
+        if len(rels) > 1:
+            for rel in rels:
+                skipped.append(_skip(clip_id, rel, "ambiguous_name", f"{' and '.join(rels)} share the name {clip_id!r}"))
+            continue
+        rel = rels[0]
+        bad = unsafe_relative_id(clip_id)
+        if bad:
+            skipped.append(_skip(clip_id, rel, "unsafe_path", f"file name {bad}"))
+            continue
+        real = Path(os.path.realpath(root / rel))
+        if not is_inside(real, root):
+            skipped.append(_skip(clip_id, rel, "unsafe_path", "path resolves outside the submission dir (symlink not followed)"))
+            continue
+        if not real.exists():
+            skipped.append(_skip(clip_id, rel, "missing", "dangling symlink"))
+            continue
+        video, skip = _check_video(clip_id, rel, real, None, "reference-free", limits)
+        if video is not None:
+            accepted.append(video)
+        else:
+            log.info("skip %s: %s", rel, skip["reason"])
+            skipped.append(skip)
+    return accepted, skipped, names
+
+
 def count_skips(skipped: list[dict]) -> dict[str, int]:
     """``{code: count}`` over skip records, codes sorted."""
     out: dict[str, int] = {}
@@ -199,5 +261,5 @@ def count_skips(skipped: list[dict]) -> dict[str, int]:
     return dict(sorted(out.items()))
 
 
-__all__ = ["SubmissionVideo", "validate_submission", "locate", "count_skips",
+__all__ = ["SubmissionVideo", "validate_submission", "discover_videos", "locate", "count_skips", "VIDEO_EXTENSIONS",
            "reference_clip_info", "EXTENSION"]

@@ -7,6 +7,7 @@ a worker answers with one :class:`VideoScore`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -76,6 +77,17 @@ class EvalTask:
 
 
 @dataclass(frozen=True)
+class FreeTask:
+    """Score one submitted video with no reference (reference-free mode): track its face, then score it."""
+
+    video: SubmissionVideo
+    config: EvalConfig
+    weights: ResolvedWeights
+    metrics: tuple[str, ...]
+    face_config: Any  # prep.faces.FaceConfig of the tracking (as prep's)
+
+
+@dataclass(frozen=True)
 class ReferenceFIDTask:
     """Inception features of one reference clip's FID image set."""
 
@@ -98,4 +110,4 @@ class VideoScore:
         return self.values.get(name)
 
 
-__all__ = ["WeightsInfo", "ResolvedWeights", "ReferenceClip", "EvalTask", "ReferenceFIDTask", "VideoScore"]
+__all__ = ["WeightsInfo", "ResolvedWeights", "ReferenceClip", "EvalTask", "FreeTask", "ReferenceFIDTask", "VideoScore"]

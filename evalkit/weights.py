@@ -37,6 +37,11 @@ class WeightPaths:
     inception: str | None = None
     s3fd: str | None = None
     sync_expert: str | None = None
+    alexnet: str | None = None
+    vgg16: str | None = None
+    lpips: str | None = None  # folder (or file) of the LPIPS v0.1 heads; default: torchmetrics' copy
+    arcface: str | None = None
+    i3d: str | None = None
 
 
 @lru_cache(maxsize=4)
@@ -85,6 +90,40 @@ def _s3fd(config, path) -> WeightsInfo:
     return _network("s3fd", load_s3fd, path)
 
 
+def _lpips_backbone(name: str):
+    def resolve(config, path) -> WeightsInfo:
+        from talkbase.weights import check_layout, load_torch_state
+
+        from .nets.lpips import Backbone, NETS, backbone_state
+
+        net = {v: k for k, v in NETS.items()}[name]
+        state, info = load_torch_state(name, path)
+        check_layout(Backbone(net).features, backbone_state(net, state, info.path), f"{info.path} ({name})")
+        return WeightsInfo(name, info.path, info.sha256, info.official)
+    return resolve
+
+
+def _lpips_heads(config, path) -> WeightsInfo:
+    from talkbase.weights import load_torch_state
+
+    from .nets.lpips import HEAD_FILES
+
+    _, info = load_torch_state("lpips", path, filename=HEAD_FILES[config.lpips_net])
+    return WeightsInfo("lpips", info.path, info.sha256, info.official)
+
+
+def _arcface(config, path) -> WeightsInfo:
+    from .nets.arcface import load_arcface
+
+    return _network("arcface", load_arcface, path)
+
+
+def _i3d(config, path) -> WeightsInfo:
+    from .nets.i3d import load_i3d
+
+    return _network("i3d", lambda p: load_i3d(p, check=True), path)
+
+
 def _sync_expert(config, path) -> WeightsInfo:
     from .nets.sync_expert import load_sync_expert
 
@@ -119,9 +158,14 @@ def _basis_3ddfa(config, path) -> WeightsInfo:
                        source="3DDFA BFM keypoint basis")
 
 
-_RESOLVERS = {"3ddfa": _basis_3ddfa, "inception": _inception, "syncnet": _syncnet, "s3fd": _s3fd, "sync_expert": _sync_expert,
-              "dlib": _dlib}
-ABSENT = {"3ddfa": "3DDFA basis (TALKBENCH_3DDFA_DIR) absent", "syncnet": "official SyncNet weights (syncnet_v2.model) absent",
+_RESOLVERS = {"3ddfa": _basis_3ddfa, "inception": _inception, "syncnet": _syncnet, "s3fd": _s3fd,
+              "sync_expert": _sync_expert, "dlib": _dlib, "alexnet": _lpips_backbone("alexnet"),
+              "vgg16": _lpips_backbone("vgg16"), "lpips": _lpips_heads, "arcface": _arcface, "i3d": _i3d}
+ABSENT = {"3ddfa": "3DDFA basis (TALKBENCH_3DDFA_DIR) absent",
+          "syncnet": "official SyncNet weights (syncnet_v2.model) absent",
+          "alexnet": "AlexNet weights (alexnet-owt-7be5be79.pth) absent",
+          "vgg16": "VGG16 weights (vgg16-397923af.pth) absent", "lpips": "LPIPS v0.1 heads absent",
+          "arcface": "ArcFace weights (w600k_r50.onnx) absent", "i3d": "I3D weights (i3d_torchscript.pt) absent",
           "s3fd": "S3FD weights (sfd_face.pth) absent", "sync_expert": "no sync expert",
           "dlib": "dlib models absent", "inception": "Inception weights absent"}
 

@@ -43,6 +43,9 @@ class ModelSpec:
     urls: dict = field(default_factory=dict)  # file -> official download URL (``talkbench models fetch``)
     licence: str = ""
     strict: bool = False  # a file whose sha256 differs from the pinned one is refused (not just unverified)
+    hub_cache: bool = False  # also looked for in torch hub's checkpoints dir (torchvision's published files)
+    extra_dirs: tuple[str, ...] = ()  # further folders looked in ("~" expanded), after the cache dir
+    package_data: str = ""  # "package:sub/dir": the default copy shipped by an installed package (last resort)
 
 
 _BFM_SHA256 = {
@@ -54,6 +57,10 @@ _BFM_SHA256 = {
     "param_whitening.pkl": "df3ee06d60db5435e238f6918b2ee6825e3341959273337c7319474102c06f3a",
 }
 _VGG_LIPSYNC = "https://www.robots.ox.ac.uk/~vgg/software/lipsync/data/"
+_TORCHVISION = "https://download.pytorch.org/models/"
+# LPIPS v0.1 linear heads: torchmetrics ships the lpips package's weights/v0.1 files byte for byte
+_LPIPS_SHA256 = {"alex.pth": "df73285e35b22355a2df87cdb6b70b343713b667eddbda73e1977e0c860835c0",
+                 "vgg.pth": "a78928a0af1e5f0fcb1f3b9e8f8c3a2a5a3de244d830ad5c1feddc79b8432868"}
 
 MODELS: tuple[ModelSpec, ...] = (
     ModelSpec("dlib", ("shape_predictor_68_face_landmarks.dat", "mmod_human_face_detector.dat",
@@ -79,6 +86,39 @@ MODELS: tuple[ModelSpec, ...] = (
               source="pytorch-fid's release 'fid_weights' (the file name carries its sha256 prefix).",
               urls={"pt_inception-2015-12-05-6726825d.pth": "https://github.com/mseitzer/pytorch-fid/releases/"
                     "download/fid_weights/pt_inception-2015-12-05-6726825d.pth"}),
+    ModelSpec("alexnet", ("alexnet-owt-7be5be79.pth",), env="TALKBENCH_ALEXNET", hub_cache=True,
+              official_sha256={"alexnet-owt-7be5be79.pth": "7be5be79"},
+              description="torchvision AlexNet (ImageNet) features: the LPIPS 'alex' backbone",
+              source="torchvision's published file (torchvision.models.alexnet(weights='IMAGENET1K_V1') puts it in "
+                     "the torch hub cache); the file name carries its sha256 prefix.",
+              urls={"alexnet-owt-7be5be79.pth": _TORCHVISION + "alexnet-owt-7be5be79.pth"}, licence="BSD-3-Clause"),
+    ModelSpec("vgg16", ("vgg16-397923af.pth",), env="TALKBENCH_VGG16", hub_cache=True,
+              official_sha256={"vgg16-397923af.pth": "397923af"},
+              description="torchvision VGG16 (ImageNet) features: the LPIPS 'vgg' backbone",
+              source="torchvision's published file (torchvision.models.vgg16(weights='IMAGENET1K_V1') puts it in "
+                     "the torch hub cache); the file name carries its sha256 prefix.",
+              urls={"vgg16-397923af.pth": _TORCHVISION + "vgg16-397923af.pth"}, licence="BSD-3-Clause"),
+    ModelSpec("lpips", tuple(_LPIPS_SHA256), env="TALKBENCH_LPIPS_DIR", official_sha256=_LPIPS_SHA256,
+              package_data="torchmetrics:functional/image/lpips_models",
+              description="LPIPS v0.1 linear heads (1x1 convs over the normalised feature differences)",
+              source="Shipped by torchmetrics (functional/image/lpips_models; a dependency), identical to the "
+                     "lpips package's weights/v0.1.", licence="BSD-2-Clause"),
+    ModelSpec("arcface", ("w600k_r50.onnx",), env="TALKBENCH_ARCFACE", extra_dirs=("~/.insightface/models/buffalo_l",),
+              description="InsightFace ArcFace recognition model (buffalo_l w600k_r50, ResNet-50 on WebFace600K), "
+                          "512-d embeddings of 112x112 aligned faces, run through onnxruntime",
+              source="InsightFace's buffalo_l model pack (release v0.7, buffalo_l.zip; insightface puts it in "
+                     "~/.insightface/models/buffalo_l/). No trusted copy has pinned its sha256 here: the hash "
+                     "is recorded, the file labelled unverified.",
+              urls={"w600k_r50.onnx": "https://github.com/deepinsight/insightface/releases/download/v0.7/buffalo_l.zip"},
+              licence="InsightFace models: non-commercial research use"),
+    ModelSpec("i3d", ("i3d_torchscript.pt",), env="TALKBENCH_I3D",
+              description="I3D (Kinetics-400) TorchScript feature extractor of StyleGAN-V / DIGAN for FVD: "
+                          "(N, 3, T, 224, 224) in [-1, 1] -> 400-d features",
+              source="StyleGAN-V's FVD detector (i3d_torchscript.pt, a TorchScript export of the TF-Hub "
+                     "i3d-kinetics-400 model). No trusted copy has pinned its sha256 here: the hash is "
+                     "recorded, the file labelled unverified.",
+              urls={"i3d_torchscript.pt": "https://www.dropbox.com/s/ge9e5ujwgetktms/i3d_torchscript.pt"},
+              licence="Apache-2.0 (TF-Hub I3D)"),
     ModelSpec("fan", ("s3fd-619a316812.pth", "2DFAN4-cd938726ad.zip"), env="TORCH_HOME",
               official_sha256={"s3fd-619a316812.pth": "619a316812", "2DFAN4-cd938726ad.zip": "cd938726ad"},
               description="face-alignment's S3FD detector + 2DFAN4 landmarks (the `fan` face backend)",
@@ -123,9 +163,16 @@ def candidates(name: str, filename: str, explicit=None) -> list[Path]:
         if given:
             p = Path(given)
             out.append(p / filename if p.is_dir() else p)
-    if name == "fan":  # face-alignment's own place
+    if name == "fan" or s.hub_cache:  # face-alignment's / torchvision's own place
         out.append(_torch_hub_dir() / filename)
     out += [cache_dir() / s.name / filename, cache_dir() / filename]
+    out += [Path(os.path.expanduser(d)) / filename for d in s.extra_dirs]
+    if s.package_data:
+        package, sub = s.package_data.split(":", 1)
+        try:
+            out.append(package_data_dir(package) / sub / filename)
+        except WeightsNotFound:
+            pass
     return out
 
 

@@ -86,6 +86,11 @@ class MetricSpec:
 
 def base_protocol(version: str, config) -> dict:
     """Settings every per-video metric shares: frames compared, aggregation, clip set."""
+    if config.mode == "reference-free":
+        return {"version": version, "fps": FPS, "frame_resampling": "timestamp (prep.media.iter_frames)",
+                "frames": "every frame of the submitted video at 25 fps", "reference": "none (reference-free)",
+                "aggregation": "mean over videos of the per-video mean over frames",
+                "stderr": "std over videos (ddof=1) / sqrt(n)", "clips": "every video file of the submission folder"}
     return {"version": version, "fps": FPS, "frame_resampling": "timestamp (prep.media.iter_frames)",
             "frames": "the first min(generated, reference) frames at 25 fps",
             "aggregation": "mean over videos of the per-video mean over frames",

@@ -30,7 +30,7 @@ def _value(video, config):
 
 
 SPECS = (video_value_spec(name="blink_rate", label="Blinks/min", version=VERSION, unit="1/min", higher_is_better=True,
-                          modes=("reconstruction", "cross"), needs=("gen_landmarks_px",),
+                          modes=("reconstruction", "cross", "reference-free"), needs=("gen_landmarks_px",),
                           description="blinks per minute of the generated video (eye-aspect-ratio dips; compare "
                                       "with the ground truth)",
                           protocol=_protocol, value=_value, columns=(("blinks", "int32"),), valid_range=(0.0, None),

@@ -54,12 +54,12 @@ def _value(index: int):
 _COLS = (("head_pose_source", "string"),)
 SPECS = (
     video_value_spec(name="head_motion", label="Head speed", version=VERSION, unit="deg/s", higher_is_better=True,
-                     modes=("reconstruction", "cross"), needs=("gen_head_pose",),
+                     modes=("reconstruction", "cross", "reference-free"), needs=("gen_head_pose",),
                      description="mean head-rotation speed of the generated video (compare with the ground truth)",
                      protocol=_protocol_for("mean angle of R_t R_(t-1)^T x 25 fps over consecutive frames"),
                      value=_value(0), columns=_COLS, valid_range=(0.0, None), decimals=2, headline=False, order=71),
     video_value_spec(name="head_motion_spread", label="Head pose spread", version=VERSION, unit="deg",
-                     higher_is_better=True, modes=("reconstruction", "cross"), needs=("gen_head_pose",),
+                     higher_is_better=True, modes=("reconstruction", "cross", "reference-free"), needs=("gen_head_pose",),
                      description="RMS head-rotation angle from the video's mean pose (compare with the ground truth)",
                      protocol=_protocol_for("RMS angle from the chordal mean rotation"), value=_value(1),
                      columns=_COLS, valid_range=(0.0, None), decimals=2, headline=False, order=72),

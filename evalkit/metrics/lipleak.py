@@ -32,7 +32,7 @@ def _value(video, config):
 
 
 SPECS = (video_value_spec(name="lipleak", label="LipLeak", version=VERSION, unit="", higher_is_better=False,
-                          modes=("reconstruction", "cross"), needs=("gen_landmarks_px", "gen_audio"),
+                          modes=("reconstruction", "cross", "reference-free"), needs=("gen_landmarks_px", "gen_audio"),
                           description="mouth motion during silence relative to speech (lower: lips rest in pauses)",
                           protocol=_protocol, value=_value,
                           columns=(("lipleak_speech_motion", "float64"), ("lipleak_silent_motion", "float64")),

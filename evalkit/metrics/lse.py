@@ -164,8 +164,9 @@ def _crop_protocol(config) -> dict:
     from .. import syncnet_crop
 
     if config.lse_crop == "aligned":
-        return {"crop": "aligned", "crop_how": "reference affine warped straight to 224x224 (nearest face frame's "
-                                              "affine where the reference has no face), RGB->BGR"}
+        whose = "the video's own tracked face" if config.mode == "reference-free" else "the reference"
+        return {"crop": "aligned", "crop_how": f"{whose}'s affine warped straight to 224x224 (nearest face frame's "
+                                              f"affine where {whose} has no face), RGB->BGR"}
     detector = ("prep.faces dlib HOG boxes, detection on every frame at full resolution" if config.lse_detector == "dlib"
                 else "S3FD sfd_face.pth boxes at scale 0.25, confidence > 0.9, detection on every frame")
     return {"crop": "syncnet-pipeline", "detector": config.lse_detector, "detector_how": detector,
@@ -178,9 +179,11 @@ def _protocol(config) -> dict:
 
     preset = get_preset(config.lse_preset)
     if preset.pipeline == "fast":
+        frames = ("every frame and its audio" if config.mode == "reference-free" else
+                  "the first min(generated, reference) frames and their audio")
         return {**base_protocol(VERSION, config), **LSE_PROTOCOL, **_crop_protocol(config),
-                "frames": "the first min(generated, reference) frames and their audio from the submitted video",
-                "aggregation": "mean over videos", "preset": preset.protocol()}
+                "frames": f"{frames} from the submitted video", "aggregation": "mean over videos",
+                "preset": preset.protocol()}
     tracks = ("one per video (the whole frame)" if preset.pipeline == "whole-frame" else
               f"{config.lse_track_aggregation} over the video's face tracks"
               + (" (int(mean) offset)" if config.lse_track_aggregation == "mean" else " (the highest LSE-C)"))
@@ -221,12 +224,12 @@ def _track_type():
 _COLUMNS = (("lse_offset", "int32"), ("lse_windows", "int32"), ("lse_n_tracks", "int32"), ("lse_tracks", _track_type()))
 SPECS = (
     video_value_spec(name="lse_d", label="LSE-D", version=VERSION, unit="", higher_is_better=False,
-                     modes=("reconstruction", "cross"), needs=("gen_audio", "lse"),
+                     modes=("reconstruction", "cross", "reference-free"), needs=("gen_audio", "lse"),
                      description="SyncNet lip-sync error distance: min over offsets of the mean embedding distance",
                      protocol=_protocol, value=_value("lse_d"), weights=_weights, columns=_COLUMNS,
                      valid_range=(0.0, None), order=50),
     video_value_spec(name="lse_c", label="LSE-C", version=VERSION, unit="", higher_is_better=True,
-                     modes=("reconstruction", "cross"), needs=("gen_audio", "lse"),
+                     modes=("reconstruction", "cross", "reference-free"), needs=("gen_audio", "lse"),
                      description="SyncNet lip-sync confidence: median minus min of the per-offset mean distance",
                      protocol=_protocol, value=_value("lse_c"), weights=_weights, columns=_COLUMNS,
                      valid_range=(0.0, None), order=51),

@@ -12,7 +12,8 @@ VERSION = "sync-inhouse-1"
 
 def _protocol(config) -> dict:
     return {**base_protocol(VERSION, config), "domain": "in-domain (trained on benchmark-style data)",
-         "frames": "the first min(generated, reference) frames and their audio from the submitted video",
+         "frames": ("every frame" if config.mode == "reference-free" else "the first min(generated, reference) frames")
+                   + " and their audio from the submitted video",
          "score": "mean cosine similarity at offset 0 over 5-frame windows with faces (clip_sync)",
          "model": "evalkit.nets.sync_expert", "inputs": "lower half of aligned crops + Wav2Lip mel windows",
          "crop_size": 224, "aggregation": "mean over videos"}
@@ -29,7 +30,7 @@ def _value(video, config):
 
 SPECS = (video_value_spec(
     name="sync_inhouse", label="Sync (in-domain)", version=VERSION, unit="cosine", higher_is_better=True,
-    modes=("reconstruction", "cross"), needs=("gen_audio", "sync_expert"),
+    modes=("reconstruction", "cross", "reference-free"), needs=("gen_audio", "sync_expert"),
     description="in-domain sync expert: mean mouth/audio similarity at offset 0 (not LSE)", protocol=_protocol,
     value=_value, weights=lambda config: ("sync_expert",),
     columns=(("sync_inhouse_offset", "int32"), ("sync_inhouse_confidence", "float64")), valid_range=(-1.0, 1.0), order=70),)

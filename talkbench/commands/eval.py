@@ -16,12 +16,16 @@ def register(subparsers) -> None:
                     "RESULTS_DIR/results.json and per_video.parquet. `--list-metrics` shows every metric.")
     p.add_argument("--list-metrics", action="store_true",
                    help="list every metric (version, direction, modes, weights and whether they are present) and exit")
-    p.add_argument("--reference", metavar="PREP_OUT", help="talkbench prep output directory")
-    p.add_argument("--submission", metavar="DIR", help="directory of <clip_id>.mp4 videos")
+    p.add_argument("--reference", metavar="PREP_OUT",
+                   help="talkbench prep output directory; without it every video under --submission is scored "
+                        "with no reference (reference-free mode)")
+    p.add_argument("--submission", metavar="DIR", help="directory of <clip_id>.mp4 videos (any videos without "
+                                                        "--reference)")
     p.add_argument("--out", metavar="RESULTS_DIR", help="where results.json goes")
-    p.add_argument("--mode", choices=["reconstruction", "cross"], default="reconstruction",
-                   help="reconstruction: same audio as the reference (all metrics); cross: other audio "
-                        "(no frame-by-frame metrics)")
+    p.add_argument("--mode", choices=["reconstruction", "cross", "reference-free"], default=None,
+                   help="reconstruction (default with --reference): same audio as the reference (all metrics); "
+                        "cross: other audio (no frame-by-frame metrics); reference-free (default without "
+                        "--reference): the videos alone (LSE, sync, sharpness, motion statistics)")
     p.add_argument("--metrics", default=None, metavar="NAMES",
                    help="comma-separated subset (any case; LSE-C = lse_c); default: every metric of the mode")
     p.add_argument("--split", default=None, help="score only reference clips of this split (e.g. test)")
@@ -51,7 +55,10 @@ def register(subparsers) -> None:
     p.add_argument("--notes", default=None, help="one line shown with the row")
     p.add_argument("--kind", choices=["model", "ground-truth", "baseline"], default="model",
                    help="what the submission is (ground truth and baselines are listed, marked as such)")
-    p.add_argument("--benchmark-name", default=None, help="default: the reference directory's name")
+    p.add_argument("--benchmark-name", default=None,
+                   help="default: the reference directory's name (reference-free: the submission folder's name, "
+                        "which with the set of file names keys its leaderboard table)")
+    p.add_argument("--cpbd-stride", type=int, default=None, metavar="K", help="CPBD on every k-th face frame (1)")
     p.add_argument("--syncnet", default=None, metavar="PATH", help="syncnet_v2.model (else env / cache)")
     p.add_argument("--inception", default=None, metavar="PATH",
                    help="pt_inception-2015-12-05-6726825d.pth (else env / cache)")
@@ -59,6 +66,14 @@ def register(subparsers) -> None:
                    help="without official Inception weights, compute FID with a seeded random network, "
                         "labelled uncalibrated")
     p.add_argument("--sync-expert", default=None, metavar="PATH", help="in-domain sync expert checkpoint")
+    p.add_argument("--lpips-net", choices=["alex", "vgg"], default="alex", help="LPIPS backbone (alex: the lpips default)")
+    p.add_argument("--alexnet", default=None, metavar="PATH", help="alexnet-owt-7be5be79.pth for LPIPS "
+                                                                   "(else TALKBENCH_ALEXNET / the cache / torch hub)")
+    p.add_argument("--vgg16", default=None, metavar="PATH", help="vgg16-397923af.pth for LPIPS-vgg")
+    p.add_argument("--arcface", default=None, metavar="PATH",
+                   help="InsightFace w600k_r50.onnx for ArcFace-CSIM (else TALKBENCH_ARCFACE / the cache / "
+                        "~/.insightface/models/buffalo_l)")
+    p.add_argument("--i3d", default=None, metavar="PATH", help="i3d_torchscript.pt for FVD (else TALKBENCH_I3D / cache)")
     p.add_argument("--scheduler", default=None, metavar="ADDR",
                    help="Dask scheduler address (default: a local cluster); 'inline' for this process")
     p.add_argument("--workers", type=int, default=None, help="local cluster workers (default: CPU count)")
@@ -67,17 +82,20 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def list_metrics_text(syncnet=None, inception=None, s3fd=None, sync_expert=None) -> str:
+def list_metrics_text(syncnet=None, inception=None, s3fd=None, sync_expert=None, lpips_net="alex",
+                      **weight_paths) -> str:
     """The ``--list-metrics`` table: name, version, direction, modes, weights and whether each is present."""
     from evalkit.metrics import all_specs
     from evalkit.weights import ABSENT, WeightPaths, resolve_weights
     from evalkit.config import EvalConfig
 
-    cfg = EvalConfig(allow_uncalibrated_fid=True)
+    cfg = EvalConfig(allow_uncalibrated_fid=True, lpips_net=lpips_net)
     specs = all_specs()
     names = {w for s in specs for w in s.weights(cfg)} | {"s3fd"}
-    resolved, unusable = resolve_weights(names, cfg, WeightPaths(syncnet, inception, s3fd, sync_expert))
-    lines = [f"{'metric':<14} {'label':<18} {'version':<15} {'dir':<3} {'modes':<22} weights"]
+    paths = WeightPaths(syncnet=syncnet, inception=inception, s3fd=s3fd, sync_expert=sync_expert,
+                        **{k: v for k, v in weight_paths.items() if v})
+    resolved, unusable = resolve_weights(names, cfg, paths)
+    lines = [f"{'metric':<14} {'label':<18} {'version':<15} {'dir':<3} {'modes':<37} weights"]
     for s in specs:
         ws = []
         for w in s.weights(cfg) + (("s3fd",) if s.name.startswith("lse") else ()):
@@ -90,7 +108,7 @@ def list_metrics_text(syncnet=None, inception=None, s3fd=None, sync_expert=None)
                 state = "present, official" if info.calibrated else "present, unverified"
             ws.append(f"{w}{' (syncnet-pipeline --lse-detector s3fd)' if w == 's3fd' else ''}: {state}")
         lines.append(f"{s.name:<14} {s.label:<18} {s.version:<15} {ARROW[s.higher_is_better]:<3} "
-                     f"{','.join(s.modes):<22} {'; '.join(ws) or '-'}")
+                     f"{','.join(s.modes):<37} {'; '.join(ws) or '- (weights-free)'}")
     return "\n".join(lines)
 
 
@@ -111,7 +129,8 @@ def format_summary(results: dict) -> str:
         lines.append(f"{name:<14} {label:<16} {ARROW[m['higher_is_better']]:1} {val:>12} {err:>10}  {m['n_scored']:>5}  "
                      f"{note}")
     n = results["n_videos"]
-    lines.append(f"{n['scored']} scored, {n['skipped']} skipped (of {n['expected']} reference clips)"
+    of = "videos" if (results.get("submission") or {}).get("mode") == "reference-free" else "reference clips"
+    lines.append(f"{n['scored']} scored, {n['skipped']} skipped (of {n['expected']} {of})"
                  + (f"; {n.get('extra', 0)} unknown files ignored" if n.get("extra") else ""))
     for s in results.get("skipped") or []:
         if s.get("code") != "unknown_clip":
@@ -125,27 +144,36 @@ def run(args) -> int:
     from evalkit.runner import EvaluationError, evaluate
 
     if args.list_metrics:
-        print(list_metrics_text(args.syncnet, args.inception, args.s3fd, args.sync_expert))
+        print(list_metrics_text(args.syncnet, args.inception, args.s3fd, args.sync_expert, args.lpips_net,
+                                **_weight_paths(args)))
         return 0
-    missing = [f"--{k}" for k in ("reference", "submission", "out") if not getattr(args, k)]
+    free = not args.reference
+    mode = args.mode or ("reference-free" if free else "reconstruction")
+    missing = [f"--{k}" for k in ("submission", "out") if not getattr(args, k)]
     if missing:
         print(f"talkbench eval: {', '.join(missing)} required (or --list-metrics)", file=sys.stderr)
         return 2
+    if free != (mode == "reference-free"):
+        why = "needs --reference PREP_OUT" if free else "takes no --reference"
+        print(f"talkbench eval: --mode {mode} {why}", file=sys.stderr)
+        return 2
+    if free and not (args.benchmark_name or "").strip():  # the set is named after its folder unless named
+        from pathlib import Path
+
+        args.benchmark_name = Path(args.submission).resolve().name or "videos"
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
-    options = {"lmd_preset": args.lmd_preset, "lse_detector": args.lse_detector, "lse_preset": args.lse_preset,
-               "lse_track_aggregation": args.lse_track_aggregation}
-    if args.ci_resamples is not None:
-        options["ci_resamples"] = args.ci_resamples
-    if args.ci_seed is not None:
-        options["ci_seed"] = args.ci_seed
-    if args.csim_stride:
-        options["csim_stride"] = args.csim_stride
-    if args.fid_stride:
-        options["fid_stride"] = args.fid_stride
+    options = {"lse_detector": args.lse_detector, "lse_preset": args.lse_preset,
+               "lse_track_aggregation": args.lse_track_aggregation, "weight_paths": _weight_paths(args)}
+    for key in ("csim_stride", "fid_stride", "cpbd_stride", "ci_resamples", "ci_seed"):
+        if getattr(args, key) is not None:
+            options[key] = getattr(args, key)
     meta = {"name": args.name, "model": args.model, "date": args.date, "link": args.link,
             "notes": args.notes, "kind": args.kind}
+    if free:
+        return _run_free(args, metrics, options, meta)
+    options.update(lmd_preset=args.lmd_preset, lpips_net=args.lpips_net)
     try:
-        results = evaluate(args.reference, args.submission, args.out, mode=args.mode, metrics=metrics,
+        results = evaluate(args.reference, args.submission, args.out, mode=mode, metrics=metrics,
                            scheduler=args.scheduler, n_workers=args.workers, syncnet_path=args.syncnet,
                            inception_path=args.inception, allow_uncalibrated_fid=args.allow_uncalibrated_fid,
                            sync_expert=args.sync_expert, submission_meta=meta, crop=args.crop,
@@ -154,9 +182,33 @@ def run(args) -> int:
     except (EvaluationError, ValueError, FileNotFoundError, NotADirectoryError) as e:
         print(f"talkbench eval: {e}", file=sys.stderr)
         return 2
+    return _report(results, args.out)
+
+
+def _weight_paths(args) -> dict:
+    return {k: getattr(args, k) for k in ("alexnet", "vgg16", "arcface", "i3d") if getattr(args, k, None)}
+
+
+def _report(results: dict, out) -> int:
     print(format_summary(results))
-    print(f"results: {args.out}/results.json")
+    print(f"results: {out}/results.json")
     return 0 if results["n_videos"]["scored"] > 0 else 1
+
+
+def _run_free(args, metrics, options, meta) -> int:
+    from evalkit.free import evaluate_reference_free
+    from evalkit.weights import EvaluationError
+
+    try:
+        results = evaluate_reference_free(args.submission, args.out, args.benchmark_name, metrics=metrics,
+                                          scheduler=args.scheduler, n_workers=args.workers,
+                                          syncnet_path=args.syncnet, s3fd_path=args.s3fd,
+                                          sync_expert=args.sync_expert, submission_meta=meta, lse_crop=args.lse_crop,
+                                          progress=not args.no_progress, **options)
+    except (EvaluationError, ValueError, FileNotFoundError, NotADirectoryError) as e:
+        print(f"talkbench eval: {e}", file=sys.stderr)
+        return 2
+    return _report(results, args.out)
 
 
 __all__ = ["register", "run", "format_summary", "list_metrics_text"]

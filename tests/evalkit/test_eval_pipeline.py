@@ -122,9 +122,9 @@ def test_results_follow_the_contract(env, runs):
     assert r["submission"]["kind"] == "ground-truth" and r["submission"]["mode"] == "reconstruction"
     assert r["n_videos"] == {"expected": 2, "scored": 2, "skipped": 0, "extra": 0, "resampled": 0,
                              "skip_codes": {}}
-    assert set(r["metrics"]) == {"psnr", "ssim", "lmd_mouth", "lmd_face", "fid", "lse_d", "lse_c", "csim",
-                                 "sync_inhouse", "blink_rate", "head_motion", "head_motion_spread", "lipleak",
-                                 "fid_exp"}
+    assert set(r["metrics"]) == {"psnr", "ssim", "lpips", "lmd_mouth", "lmd_face", "fid", "fvd", "lse_d", "lse_c",
+                                 "csim", "csim_arcface", "sync_inhouse", "cpbd", "blink_rate", "head_motion",
+                                 "head_motion_spread", "lipleak", "fid_exp"}
     # every computed metric carries a seeded 95 % bootstrap interval over videos
     for name, m in r["metrics"].items():
         if m["value"] is not None and m["n_scored"] >= 2:
@@ -132,6 +132,10 @@ def test_results_follow_the_contract(env, runs):
             assert m["ci95_method"]["resamples"] > 0 and m["ci95_method"]["seed"] == 0, name
     assert r["metrics"]["psnr"]["ci95"][0] <= r["metrics"]["psnr"]["value"] <= r["metrics"]["psnr"]["ci95"][1]
     assert r["metrics"]["lse_d"]["protocol"]["preset"]["name"] == "fast"
+    for name, file in (("lpips", "alexnet-owt-7be5be79.pth"), ("fvd", "i3d_torchscript.pt"),
+                       ("csim_arcface", "w600k_r50.onnx")):  # default metrics without their weights: skipped, why
+        assert r["metrics"][name]["value"] is None and file in r["metrics"][name]["skipped_reason"], name
+    assert 0 < r["metrics"]["cpbd"]["value"] < 1 and r["metrics"]["cpbd"]["n_scored"] == 2
     psnr = r["metrics"]["psnr"]
     assert psnr["n_scored"] == 2 and psnr["stderr"] is not None and psnr["unit"] == "dB"
     assert psnr["protocol"]["region"] == "aligned_crop" and psnr["protocol"]["data_range"] == 255
@@ -198,6 +202,44 @@ def test_missing_clip_rescaled_clip_and_cross_mode(env):
     assert pv.loc["b", "status"] == "skipped" and pv.loc["extra", "status"] == "unknown"
     with pytest.raises(ValueError, match="cross"):
         evaluate(env["ref"], sub, env["root"] / "res" / "x", mode="cross", metrics=["psnr"])
+
+
+def test_lpips_arcface_fvd_with_given_weights(env, arcface_onnx, i3d_standin):
+    """LPIPS (random AlexNet in torchvision's layout, the real v0.1 heads), ArcFace-CSIM (an ONNX model of
+    w600k_r50's interface) and FVD (a TorchScript stand-in of i3d_torchscript.pt) through ``evaluate``:
+    wiring, labelling and the direction of a planted blur (random networks: not comparable values)."""
+    import torch
+
+    from evalkit.nets.lpips import random_backbone_state
+    from evalkit.runner import EvaluationError, evaluate
+    from talkbase.fileio import sha256_file
+
+    alex = env["root"] / "weights" / "alexnet-owt-7be5be79.pth"
+    alex.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(random_backbone_state("alex", 0), alex)
+    paths = {"alexnet": alex, "arcface": arcface_onnx["path"], "i3d": i3d_standin}
+    got = {kind: evaluate(env["ref"], env["subs"][kind], env["root"] / "res" / f"new-{kind}", scheduler="synchronous",
+                          metrics=["lpips", "csim_arcface", "fvd", "cpbd"], weight_paths=paths, csim_stride=8)["metrics"]
+           for kind in ("gt", "blur")}
+    gt, blur = got["gt"], got["blur"]
+    assert 0 <= gt["lpips"]["value"] < blur["lpips"]["value"] and gt["lpips"]["n_scored"] == 2
+    assert gt["lpips"]["weights_sha256"] == sha256_file(alex) and gt["lpips"]["calibrated"] is False
+    assert gt["lpips"]["protocol"]["weights"]["lpips"]["calibrated"] is True  # the v0.1 heads are the real ones
+    assert gt["lpips"]["protocol"]["net"] == "alex" and not gt["lpips"]["higher_is_better"]
+    assert gt["csim_arcface"]["label"] == "ArcFace-CSIM" and gt["csim_arcface"]["value"] > blur["csim_arcface"]["value"]
+    assert gt["csim_arcface"]["weights_sha256"] == sha256_file(arcface_onnx["path"])
+    assert 0.9 < gt["csim_arcface"]["value"] <= 1.0  # the same faces, re-encoded
+    f = gt["fvd"]
+    assert f["n_samples"] == 4 and f["n_reference_samples"] == 4  # two 16-frame windows of two 32-frame clips
+    assert f["protocol"]["clip_length"] == 16 and f["protocol"]["weights"]["i3d"]["sha256"] == sha256_file(i3d_standin)
+    assert 0 <= f["value"] < blur["fvd"]["value"] and "biased" in f["warning"]
+    assert gt["cpbd"]["value"] > blur["cpbd"]["value"]
+    full = evaluate(env["ref"], env["subs"]["blur"], env["root"] / "res" / "new-full", scheduler="synchronous",
+                    metrics=["lpips"], weight_paths=paths, crop="full")["metrics"]["lpips"]
+    assert full["protocol"]["region"] == "full_frame" and full["value"] > 0
+    with pytest.raises(EvaluationError, match="i3d_torchscript.pt"):  # asked for, weights absent: fail fast
+        evaluate(env["ref"], env["subs"]["gt"], env["root"] / "res" / "new-absent", metrics=["fvd"],
+                 scheduler="synchronous")
 
 
 def test_fid_refused_without_official_weights(env):

@@ -17,6 +17,7 @@ import pytest
 from evalkit import metrics
 from evalkit.config import EvalConfig
 from evalkit.metrics.base import MergeContext
+from evalkit.metrics.cpbd import cpbd
 from evalkit.metrics.csim import csim
 from evalkit.metrics.lmd import lmd
 from evalkit.metrics.psnr import psnr
@@ -86,6 +87,59 @@ def _fid_chunk(v, a, b):
     return FakeChunk(b - a, fid_features=v["fake"][np.searchsorted(keep, sel)])
 
 
+def _faces(rng, valid):
+    """64-px face crops (one CPBD block) with edges of random sharpness."""
+    import cv2
+
+    base = rng.integers(0, 256, (FRAMES, 16, 16, 3), dtype=np.uint8)
+    crops = np.stack([cv2.resize(b, (64, 64), interpolation=cv2.INTER_NEAREST) for b in base])
+    crops = np.stack([cv2.GaussianBlur(c, (0, 0), s) for c, s in zip(crops, rng.uniform(0.3, 2.0, FRAMES))])
+    return {"crops": crops, "valid": valid}
+
+
+def _face_chunk(v, a, b):
+    pos = np.flatnonzero(v["valid"][a:b])
+    return FakeChunk(b - a, gen_face_crops=(v["crops"][a:b][pos], pos), index=np.arange(a, b), config=CONFIG)
+
+
+def _lpips_values(rng, valid):
+    return {"d": rng.uniform(0.05, 0.6, FRAMES), "valid": valid}
+
+
+def _lpips_chunk(v, a, b):
+    pos = np.flatnonzero(v["valid"][a:b])
+    return FakeChunk(b - a, lpips=(v["d"][a:b][pos], pos))
+
+
+def _arc_chunk(v, a, b):
+    pos = np.flatnonzero(v["valid"][a:b])
+    return FakeChunk(b - a, arcface_embeddings=(pos, v["ref"][a:b][pos], v["gen"][a:b][pos]))
+
+
+_PROJ = np.random.default_rng(42).normal(0, 1, (48, 6))
+
+
+def _fake_i3d(clips):
+    """A deterministic stand-in for the I3D: per-frame channel means of the clip, projected to 6-d."""
+    return clips.mean(dim=(3, 4)).flatten(1).double().numpy() @ _PROJ
+
+
+def _clips(rng, valid):
+    """Mostly-face videos (FVD needs all 16 frames of a window): the case's gaps would leave no clip."""
+    own = np.full(FRAMES, bool(valid.any()))
+    if own.any() and rng.random() < 0.5:
+        own[rng.integers(0, 16)] = False  # the first window loses a frame: no clip from this video
+    ref = rng.integers(0, 256, (FRAMES, 8, 8, 3), dtype=np.uint8)
+    gen = np.clip(ref.astype(int) + rng.integers(-30, 31, ref.shape), 0, 255).astype(np.uint8)
+    return {"ref": ref, "gen": gen, "valid": own}
+
+
+def _clip_chunk(v, a, b):
+    pos = np.flatnonzero(v["valid"][a:b])
+    return FakeChunk(b - a, fvd_frames=(v["ref"][a:b][pos], v["gen"][a:b][pos], pos), index=np.arange(a, b),
+                     i3d_features=_fake_i3d)
+
+
 def _lse(rng, valid):
     from evalkit.metrics.lse import scores_from_distances
 
@@ -105,7 +159,6 @@ def _sync(rng, valid):
 def _face_landmarks(rng, valid, n=80):
     """n frames of a plausible 68-point face (eyes open, with a few blinks and mouth motion); all NaN when
     ``valid`` has no frame (nothing to score)."""
-    from evalkit.metrics._motion import eye_aspect_ratio  # noqa: F401 (the functional form under test)
 
     base = np.zeros((68, 2))
     base[:, 0] = np.linspace(60, 140, 68)
@@ -173,7 +226,11 @@ CASES = {
     "lmd_mouth": (_landmarks, _lm_chunk, _frame_mean(lambda v, ok: lmd(v["ref"], v["gen"], "mouth", CONFIG.lmd_preset))),
     "lmd_face": (_landmarks, _lm_chunk, _frame_mean(lambda v, ok: lmd(v["ref"], v["gen"], "face", CONFIG.lmd_preset))),
     "csim": (_embeddings, _emb_chunk, _frame_mean(lambda v, ok: csim(v["ref"][ok], v["gen"][ok]))),
+    "cpbd": (_faces, _face_chunk, _frame_mean(lambda v, ok: float(np.mean([cpbd(c) for c in v["crops"][ok]])))),
     "fid": (_features, _fid_chunk, None),  # a set-level metric: checked on the dataset value below
+    "fvd": (_clips, _clip_chunk, None),  # set-level, like FID
+    "lpips": (_lpips_values, _lpips_chunk, _frame_mean(lambda v, ok: float(v["d"][ok].mean()))),
+    "csim_arcface": (_embeddings, _arc_chunk, _frame_mean(lambda v, ok: csim(v["ref"][ok], v["gen"][ok]))),
     "lse_d": (_lse, None, lambda v: v["lse"]["lse_d"] if "lse" in v else None),
     "lse_c": (_lse, None, lambda v: v["lse"]["lse_c"] if "lse" in v else None),
     "sync_inhouse": (_sync, None, lambda v: v["sync_expert"]["score"] if v["valid"].any() else None),
@@ -200,7 +257,7 @@ def _videos(name, seed=0):
         if i == N_VIDEOS - 1:
             valid[:] = False  # nothing to score in the last video
         v = make(rng, valid)
-        v["valid"] = valid
+        v.setdefault("valid", valid)
         out.append(v)
     return out
 
@@ -258,6 +315,9 @@ def test_chunked_equals_whole_and_equals_the_functional(name):
             np.testing.assert_array_equal(whole.state, chunked.state)
         if name in ("blink_rate", "lipleak") and whole.value is not None:
             assert whole.value > 0, name  # the planted blinks / mouth motion are found
+        if name == "fvd" and whole.reason is None:
+            for a, b in zip(whole.state, chunked.state):
+                np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.filterwarnings("ignore::evalkit.metrics.fid.FIDSampleWarning")
@@ -270,7 +330,7 @@ def test_merge_order_does_not_matter_and_empty_videos_count_nothing(name):
     ref = _summary(spec, values, ctx)
     for perm in itertools.islice(itertools.permutations(range(len(values))), 0, 24, 5):
         got = _summary(spec, [values[i] for i in perm], ctx)
-        if name in ("fid", "fid_exp"):  # float64 moment sums: order changes the last bits (clip order in the runner)
+        if name in ("fid", "fid_exp", "fvd"):  # float64 moment sums: order changes the last bits (clip order in the runner)
             assert got["value"] == pytest.approx(ref["value"], rel=1e-12) and got["n"] == ref["n"]
         else:  # per-video values are summarised sorted: exactly the same
             assert got == ref
@@ -283,6 +343,17 @@ def test_merge_order_does_not_matter_and_empty_videos_count_nothing(name):
         gen = np.concatenate([v["gen_mm_exp"][0] for v in videos if "gen_mm_exp" in v])
         ref_set = np.concatenate([v["gen_mm_exp"][1] for v in videos if "gen_mm_exp" in v])
         assert ref["value"] == pytest.approx(fid(ref_set, gen), rel=1e-9) and ref["frames"] == len(gen)
+    elif name == "fvd":
+        import torch
+
+        from evalkit.metrics.fvd import fvd
+        from evalkit.nets.i3d import preprocess
+
+        whole = [v for v in videos if v["valid"][:16].all()]
+        assert len(whole) >= 2 and ref["n"] == len(whole) and ref["n_samples"] == len(whole)
+        feats = [[_fake_i3d(torch.stack([preprocess(v[side][:16])])) for v in whole] for side in ("ref", "gen")]
+        assert ref["value"] == pytest.approx(fvd(np.concatenate(feats[0]), np.concatenate(feats[1])), rel=1e-9)
+        assert ref["value"] > 0 and "biased" in ref["warning"]
     elif name == "fid":
         from evalkit.metrics.fid import fid
 
@@ -307,7 +378,9 @@ def test_protocol_is_strict_json_built_from_the_config(name):
 
 def test_protocol_follows_the_settings_it_is_made_of():
     changed = {"psnr": dict(region="full"), "ssim": dict(ssim_sigma=2.0), "lmd_mouth": dict(lmd_preset="atvgnet"),
-               "fid": dict(fid_stride=3), "lse_d": dict(lse_crop="syncnet-pipeline"), "csim": dict(csim_stride=7)}
+               "fid": dict(fid_stride=3), "lse_d": dict(lse_crop="syncnet-pipeline"), "csim": dict(csim_stride=7),
+               "cpbd": dict(cpbd_stride=2), "lpips": dict(lpips_net="vgg"), "fvd": dict(region="full"),
+               "csim_arcface": dict(csim_stride=3)}
     for name, kw in changed.items():
         spec = metrics.get(name)
         assert spec.protocol(CONFIG) != spec.protocol(CONFIG.with_(**kw)), name

@@ -17,7 +17,8 @@ from talkbase import escape, executor, fileio, paths, results, weights
 def test_every_model_is_in_one_list_with_a_source():
     names = [m.name for m in weights.MODELS]
     assert len(names) == len(set(names)) and set(names) == set(weights.REGISTRY)
-    assert {"dlib", "3ddfa", "syncnet", "s3fd", "inception", "fan"} <= set(names)
+    assert {"dlib", "3ddfa", "syncnet", "s3fd", "inception", "fan", "alexnet", "vgg16", "lpips", "arcface",
+            "i3d"} <= set(names)
     for m in weights.MODELS:
         assert m.files and m.env and m.source, m.name
         assert set(m.official_sha256) <= set(m.files) and set(m.urls) <= set(m.files), m.name
@@ -40,6 +41,29 @@ def test_resolve_order_and_missing_message(tmp_path, monkeypatch):
     explicit = tmp_path / "explicit.model"
     explicit.write_bytes(b"x")
     assert weights.resolve("syncnet", path=explicit) == explicit  # explicit path first
+
+
+def test_torch_hub_insightface_and_package_copies_are_candidates(tmp_path, monkeypatch):
+    monkeypatch.setenv("TALKBENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    for var in ("TALKBENCH_ALEXNET", "TALKBENCH_ARCFACE", "TALKBENCH_LPIPS_DIR"):
+        monkeypatch.delenv(var, raising=False)
+    hub = tmp_path / "torch" / "hub" / "checkpoints" / "alexnet-owt-7be5be79.pth"
+    hub.parent.mkdir(parents=True)
+    hub.write_bytes(b"hub")
+    assert weights.resolve("alexnet") == hub  # torchvision's own cache
+    cached = tmp_path / "cache" / "models" / "alexnet" / "alexnet-owt-7be5be79.pth"
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"cache")
+    assert weights.resolve("alexnet") == hub  # the hub copy is looked at before the cache dir
+    ins = tmp_path / "home" / ".insightface" / "models" / "buffalo_l" / "w600k_r50.onnx"
+    ins.parent.mkdir(parents=True)
+    ins.write_bytes(b"onnx")
+    assert weights.resolve("arcface") == ins and not weights.find("arcface").official  # nothing pinned
+    heads = weights.find("lpips", filename="alex.pth")  # torchmetrics ships the lpips v0.1 heads
+    assert heads.official and heads.path.endswith("lpips_models/alex.pth")
+    assert weights.is_official("alexnet", "alexnet-owt-7be5be79.pth", "7be5be79" + "0" * 56)
 
 
 def test_official_hash_decides_official_and_strict_models_refuse_others(tmp_path):
