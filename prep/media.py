@@ -5,8 +5,9 @@ Frame resampling is by timestamp: output frame ``i`` is the source frame *shown*
 first video frame. This handles 29.97/30/50/60 fps and variable frame rate alike. Frames are streamed
 in bounded chunks so a long 1080p video never needs all frames in memory.
 
-Audio is decoded at its native rate, averaged to mono, resampled with a polyphase filter (numpy/scipy,
-so the result does not depend on FFmpeg's resampler version) and trimmed/padded to exactly
+Audio is decoded at its native rate, averaged to mono, resampled with a polyphase filter
+(:mod:`prep.resample`, scipy's ``resample_poly`` in numpy, so the result does not depend on FFmpeg's
+resampler version) and trimmed/padded to exactly
 ``num_frames / fps`` seconds, aligned to the first video frame.
 """
 from __future__ import annotations
@@ -21,10 +22,10 @@ from typing import Iterator
 
 import av
 import numpy as np
-from scipy.signal import resample_poly
 
 from talkbase.timebase import FPS, SAMPLE_RATE
 
+from .resample import resample_poly
 from .errors import (MediaError, NoAudioStream, NoVideoStream, NotAFile, UndecodableMedia,
                      ZeroFrames)
 
@@ -150,11 +151,14 @@ def _show_until(img, until: float, i: int, stop, fps: float, buf: list, buf_star
 
 
 def iter_frames(path, fps: float = FPS, chunk_size: int = 16, start: int = 0,
-                stop: int | None = None) -> Iterator[FrameChunk]:
+                stop: int | None = None, max_chunk_bytes: int | None = None) -> Iterator[FrameChunk]:
     """Yield output frames ``[start, stop)`` at ``fps`` in chunks of at most ``chunk_size``.
 
     ``stop=None`` means to the end of the video. A segment (``start > 0``) seeks to the keyframe before
     it, so segments of a long video can be decoded independently and agree with a full decode.
+    ``max_chunk_bytes`` also caps a chunk's size in bytes (the chunk size is set from the first frame):
+    chunks above glibc's 32 MiB mmap threshold are fresh mappings every time, and the page faults cost
+    as much as the RGB conversion (16 frames of 1080p: ~3 ms per frame, measured); prep uses 24 MiB.
     """
     path = Path(path)
     origin = _origin_pts(path)
@@ -184,6 +188,8 @@ def iter_frames(path, fps: float = FPS, chunk_size: int = 16, start: int = 0,
                 if stop is None or t < stop / fps + 1.0:
                     dur = float(frame.duration * tb) if frame.duration and tb is not None else 1.0 / float(rate)
                     prev = (t, frame.to_ndarray(format="rgb24"), dur)
+                    if max_chunk_bytes is not None and n_src == 1:
+                        chunk_size = max(1, min(chunk_size, max_chunk_bytes // max(1, prev[1].nbytes)))
         except av.error.FFmpegError as e:
             raise UndecodableMedia(path, f"decoding failed after {n_src} frames ({e})") from e
         if n_src == 0:

@@ -65,6 +65,8 @@ def segment_bounds(est_frames: int, segment_frames: int) -> list[tuple[int, int 
 
 # ---------------------------------------------------------------- segments
 
+CHUNK_BYTES = 24 << 20  # decoded frames per chunk: below glibc's mmap threshold (see media.iter_frames)
+
 def _frame_rows(rows: list[dict], cfg: PrepConfig, blur: list) -> list[dict]:
     """Tracker rows → frames-table rows: the crop encoded, the blur sampled on every 5th face frame."""
     for r in rows:
@@ -114,7 +116,8 @@ def process_segment(it: InputItem, start: int, stop: int | None, cfg: PrepConfig
         state["tracker"] = FaceTracker(cfg.faces)
         pieces.append({"start": t, "blur": []})
 
-    for chunk in media.iter_frames(it.source_path, chunk_size=cfg.chunk_size, start=first, stop=stop):
+    for chunk in media.iter_frames(it.source_path, chunk_size=cfg.chunk_size, start=first, stop=stop,
+                                   max_chunk_bytes=CHUNK_BYTES):
         lo = 0
         for j, frame in enumerate(chunk.frames):
             t = chunk.start + j
