@@ -7,8 +7,10 @@ decode, run, ...), so machine load hits both alike; a ratio is taken per adjacen
 the median with a bootstrap 95 % interval over the pairs (and the range). CPU seconds per frame count
 every thread and child process (FFmpeg's frame threads, Dask workers).
 
-* ``decode_only``: ``prep.media.iter_frames`` (its defaults: 16-frame chunks, RGB) over the clips -- the
-  reference of the issue's goals; ``decode_only_24mib``: the same with prep's chunk sizing, for reference.
+* ``decode_only``: ``prep.media.iter_frames`` (its defaults: 16-frame chunks, RGB) over the clips, in this
+  process with glibc's allocator as is -- the reference of the issue's goals; ``decode_only_tuned_malloc``:
+  the same decode in a fresh process after ``media.tune_malloc()`` (as prep's processes run), i.e. how
+  far the reference is from the decoder's floor (start-up of that process included).
 * ``inline_steady``: ``run_prep(scheduler="inline")`` in this process after a warm-up (models loaded):
   decode, shots, face tracking, crops + JPEG, mel/MFCC, 3DMM, QA, shard writing. Goal >= 0.6x.
 * ``process``: the whole ``talkbench prep IN OUT --scheduler inline --no-progress`` process, start-up
@@ -39,7 +41,6 @@ from prep import media  # noqa: E402
 from prep.config import PrepConfig  # noqa: E402
 from prep.faces import FaceConfig  # noqa: E402
 from prep.job import run_prep  # noqa: E402
-from prep.pipeline import CHUNK_BYTES  # noqa: E402
 
 
 def _cpu() -> float:
@@ -53,12 +54,26 @@ def timed(fn) -> dict:
     return {"frames": frames, "wall": time.perf_counter() - w0, "cpu": _cpu() - c0}
 
 
-def decode_only(paths, max_chunk_bytes=None) -> int:
-    n = 0
-    for p in paths:
-        for ch in media.iter_frames(p, chunk_size=16, max_chunk_bytes=max_chunk_bytes):
-            n += len(ch.frames)
-    return n
+_DECODE = """
+import json, sys, time
+sys.path.insert(0, sys.argv[1])
+from prep import media
+if sys.argv[2] == "tuned":
+    media.tune_malloc()
+w0, c0, n = time.perf_counter(), time.process_time(), 0
+for p in sys.argv[3:]:
+    for ch in media.iter_frames(p):
+        n += len(ch.frames)
+print(json.dumps({"frames": n, "wall": time.perf_counter() - w0, "cpu": time.process_time() - c0}))
+"""
+
+
+def decode_only(paths, tuned: bool = False) -> dict:
+    """``iter_frames`` over ``paths`` in a fresh process (glibc's allocator as is, or tuned): its own timing
+    of the decode loop (interpreter start-up and imports excluded)."""
+    r = subprocess.run([sys.executable, "-c", _DECODE, str(REPO), "tuned" if tuned else "plain", *map(str, paths)],
+                       capture_output=True, text=True, check=True)
+    return json.loads(r.stdout.strip().splitlines()[-1])
 
 
 def inline(src, cfg) -> int:
@@ -99,11 +114,12 @@ def bootstrap(x, n=10_000, seed=0) -> list[float]:
 
 
 def paired(name, fn, base, repeats, res, per_core=1):
-    """``repeats`` x (decode-only, fn) back to back; ratios of frame rates per pair."""
+    """``repeats`` x (decode-only, fn) back to back; ratios of frame rates per pair. ``base()`` returns its
+    own timing dict; ``fn`` is timed here."""
     runs, bases = [], []
     for i in range(repeats):
-        bases.append(timed(base))
-        runs.append(timed(fn))
+        bases.append(base())
+        runs.append(fn() if getattr(fn, "timed", False) else timed(fn))
         print(f"  {name} {i + 1}/{repeats}: {runs[-1]['frames'] / runs[-1]['wall'] / per_core:.1f} fps/core vs "
               f"decode-only {bases[-1]['frames'] / bases[-1]['wall']:.1f} fps", file=sys.stderr, flush=True)
     ratios = [(r["frames"] / r["wall"] / per_core) / (b["frames"] / b["wall"]) for r, b in zip(runs, bases)]
@@ -149,12 +165,13 @@ def main() -> None:
     # inline_steady is steady state; the process and Dask runs pay their own start-up inside the timing
     warm = Path(tempfile.mkdtemp(prefix="tb-bench-warm-"))
     media.write_video(warm / "w.mp4", media.read_frames(paths[-1], stop=30), media.read_audio(paths[-1], 30))
-    inline(warm, cfg)
-    decode_only([warm / "w.mp4"])
+    inline(warm, cfg)  # note: this tunes glibc's allocator in this process (prep does in its processes)
     shutil.rmtree(warm, ignore_errors=True)
     base = lambda: decode_only(paths)  # noqa: E731
-    n_frames = decode_only(paths)
-    paired("decode_only_24mib", lambda: decode_only(paths, CHUNK_BYTES), base, args.repeats, res)
+    n_frames = base()["frames"]
+    tuned = lambda: decode_only(paths, tuned=True)  # noqa: E731
+    tuned.timed = True
+    paired("decode_only_tuned_malloc", tuned, base, args.repeats, res)
     if "inline" not in skip:
         paired("inline_steady", lambda: inline(src, cfg), base, args.repeats, res)
     if "process" not in skip:

@@ -108,6 +108,29 @@ def _run_tasks(executor: Executor, items: list[InputItem], cfg: PrepConfig, work
         on_done(it, res)
 
 
+# ---------------------------------------------------------------- start-up
+
+def warm_process(backend: str = "dlib", detector: str = "hog") -> None:
+    """Start loading this process's face models and heavy modules in the background (a Dask worker at
+    cluster start, or the inline job before it scans its inputs), so the first task does not pay them."""
+    import threading
+
+    media.tune_malloc()
+
+    def imports():
+        from . import finalize, pipeline, shots  # noqa: F401
+        from .faces import tracking  # noqa: F401
+
+        import cv2  # noqa: F401
+        import scenedetect.detectors  # noqa: F401
+
+    if backend == "dlib":
+        from .faces.backends import preload
+
+        preload(detector)
+    threading.Thread(target=imports, name="talkbench-warm", daemon=True).start()
+
+
 # ---------------------------------------------------------------- the job
 
 def _prepare_out(out: Path, cfg: PrepConfig, overwrite: bool) -> WorkDir:
@@ -258,6 +281,9 @@ def run_prep(inputs, out_dir, config: PrepConfig | None = None, *, recipe: str |
 
     cfg = cfg.replace(sync=_replace(cfg.sync, scorer=scorer_identity(sync_scorer)))
     out = Path(out_dir)
+    inline = scheduler in ("inline", "synchronous")
+    if inline:
+        warm_process(cfg.faces.backend, cfg.faces.detector)
     items = list(inputs) if isinstance(inputs, (list, tuple)) else collect_inputs(inputs, recipe)
     if not items:
         raise PrepUsageError(f"no video inputs found in {inputs}")
@@ -297,6 +323,8 @@ def run_prep(inputs, out_dir, config: PrepConfig | None = None, *, recipe: str |
 
     if todo:
         executor = Executor(scheduler, n_workers, threads_per_worker, memory_limit, n_tasks=len(todo))
+        if executor.client is not None:  # every worker loads its models while the first tasks are queued
+            executor.client.run(warm_process, cfg.faces.backend, cfg.faces.detector, wait=False)
         if executor.dashboard_link and bar is not None:
             bar.write(f"Dask dashboard: {executor.dashboard_link}", file=sys.stderr)
         try:

@@ -16,7 +16,7 @@ import traceback
 from pathlib import Path
 
 from talkbase.fileio import atomic_write_json
-from talkbase.threads import limit_process_threads
+from talkbase.threads import limit_process_threads, prefetch
 
 from . import media, qa
 from .config import PrepConfig
@@ -116,12 +116,16 @@ def process_segment(it: InputItem, start: int, stop: int | None, cfg: PrepConfig
         state["tracker"] = FaceTracker(cfg.faces)
         pieces.append({"start": t, "blur": []})
 
-    for chunk in media.iter_frames(it.source_path, chunk_size=cfg.chunk_size, start=first, stop=stop,
-                                   max_chunk_bytes=CHUNK_BYTES):
+    def decoded():  # decoding and the shot detector run a chunk ahead, in a thread (both mostly GIL-free)
+        for chunk in media.iter_frames(it.source_path, chunk_size=cfg.chunk_size, start=first, stop=stop,
+                                       max_chunk_bytes=CHUNK_BYTES):
+            yield chunk, [detector.feed(chunk.start + j, f) if detector is not None else False
+                          for j, f in enumerate(chunk.frames)]
+
+    for chunk, cut_flags in prefetch(decoded(), depth=2):
         lo = 0
-        for j, frame in enumerate(chunk.frames):
+        for j, cut in enumerate(cut_flags):
             t = chunk.start + j
-            cut = detector.feed(t, frame) if detector is not None else False
             if t < start:  # the detector's warm-up frame
                 lo = j + 1
             elif cut or state["tracker"] is None:
