@@ -66,8 +66,9 @@ class PrepConfig:
     sync: SyncQAConfig = field(default_factory=SyncQAConfig)
     # not part of the content hash: how the work is executed
     chunk_size: int = 16
+    device: str = "auto"  # fan backend / sync scorer: "auto" (cuda when present), "cpu" or "cuda"
 
-    EXECUTION_FIELDS = ("chunk_size",)
+    EXECUTION_FIELDS = ("chunk_size", "device")
 
     def __post_init__(self):
         # a dict is accepted where a nested config goes (``PrepConfig(faces={"fit_3dmm": False})``)
@@ -89,6 +90,8 @@ class PrepConfig:
         for name, low in (("jpeg_quality", 1), ("min_frames", 1), ("segment_frames", 1), ("clips_per_shard", 1),
                           ("frames_per_shard", 1), ("chunk_size", 1)):
             _check_number("config", name, getattr(self, name), int, low)
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ConfigError(f"config.device: {self.device!r} is not auto, cpu or cuda")
         if self.jpeg_quality > 100:
             raise ConfigError(f"config.jpeg_quality: must be <= 100, got {self.jpeg_quality}")
 
