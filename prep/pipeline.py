@@ -117,8 +117,7 @@ def process_segment(it: InputItem, start: int, stop: int | None, cfg: PrepConfig
         pieces.append({"start": t, "blur": []})
 
     def decoded():  # decoding and the shot detector run a chunk ahead, in a thread (both mostly GIL-free)
-        for chunk in media.iter_frames(it.source_path, chunk_size=cfg.chunk_size, start=first, stop=stop,
-                                       max_chunk_bytes=CHUNK_BYTES):
+        for chunk in media.iter_planar(it.source_path, chunk_size=cfg.chunk_size, start=first, stop=stop):
             yield chunk, [detector.feed(chunk.start + j, f) if detector is not None else False
                           for j, f in enumerate(chunk.frames)]
 

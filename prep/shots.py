@@ -71,17 +71,20 @@ def scenedetect_version() -> str:
     return str(scenedetect.__version__)
 
 
-def detector_frame(frame_rgb: np.ndarray) -> np.ndarray:
-    """What SceneManager would hand the detector for this frame: downscaled (auto factor), BGR."""
-    import cv2
+def detector_frame(frame) -> np.ndarray:
+    """What SceneManager would hand the detector for this frame: downscaled by its auto factor (longer side
+    to ~256 px, bilinear), BGR. ``frame``: an (H, W, 3) RGB array (``cv2.resize``, as SceneManager) or a
+    :mod:`prep.frames` frame (a YUV frame is scaled and converted in one swscale pass: the same size,
+    pixel values within a few levels, which moves the content score by well under 1 on a 0-255 scale)."""
+    from .frames import ArrayFrame
 
-    h, w = frame_rgb.shape[:2]
+    if isinstance(frame, np.ndarray):
+        frame = ArrayFrame(frame)
+    h, w = frame.h, frame.w
     factor = max(w, h) / float(EFFECTIVE_WIDTH)
-    small = frame_rgb
-    if factor > 1.0:
-        small = cv2.resize(frame_rgb, (max(1, round(w / factor)), max(1, round(h / factor))),
-                           interpolation=cv2.INTER_LINEAR)
-    return np.ascontiguousarray(small[..., ::-1])
+    if factor <= 1.0:
+        return np.ascontiguousarray(frame.full()[..., ::-1])
+    return frame.small_bgr(max(1, round(w / factor)), max(1, round(h / factor)))
 
 
 class ShotDetector:
@@ -102,7 +105,7 @@ class ShotDetector:
         self._timecodes = tuple(int(x) for x in str(scenedetect.__version__).split(".")[:2]) >= (0, 7)
         self._next: int | None = None
 
-    def feed(self, index: int, frame_rgb: np.ndarray) -> bool:
+    def feed(self, index: int, frame_rgb) -> bool:
         """Frame ``index`` (must follow the previous one); True when it starts a new shot."""
         if self._next is not None and index != self._next:
             raise ValueError(f"shot detector fed frame {index}, expected {self._next}")

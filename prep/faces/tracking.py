@@ -43,6 +43,7 @@ import math
 
 import numpy as np
 
+from ..frames import as_frames, clip_box
 from . import align
 from .config import FaceConfig
 from .smoothing import OneEuroFilter
@@ -137,32 +138,48 @@ def rescale_affine(affine: np.ndarray, size: int, new_size: int) -> np.ndarray:
 
 
 class _View:
-    """One frame as the backend sees it (``backend.prepare``), converted lazily: the whole frame only for a
-    full-frame scan, otherwise just the regions that detection, landmarks and appearance read
-    (``prepare`` is per pixel, so a region equals the same region of the prepared whole frame)."""
+    """One frame (a :mod:`prep.frames` frame) as the backend sees it (``backend.prepare``), converted lazily:
+    the whole frame only for a full-frame scan, otherwise just the regions that detection, landmarks and
+    appearance read (``prepare`` is per pixel, so a region equals the same region of the prepared whole
+    frame; a YUV frame converts only those regions, bit for bit as the whole frame would convert)."""
 
-    def __init__(self, frame: np.ndarray, backend):
+    def __init__(self, frame, backend):
         self.frame, self.backend, self._full = frame, backend, None
-        self.h, self.w = frame.shape[:2]
+        self.h, self.w = frame.h, frame.w
 
     def full(self) -> np.ndarray:
         if self._full is None:
-            self._full = self.backend.prepare(self.frame)
+            self._full = self.backend.prepare(self.frame.full())
         return self._full
 
     def region(self, x0: float, y0: float, x1: float, y1: float):
         """(prepared region, (x0, y0)) of the frame box [x0, x1) x [y0, y1), clipped to the frame."""
-        x0, y0 = int(max(0, math.floor(x0))), int(max(0, math.floor(y0)))
-        x1, y1 = int(min(self.w, math.ceil(x1))), int(min(self.h, math.ceil(y1)))
-        x1, y1 = max(x1, x0 + 1), max(y1, y0 + 1)
+        x0, y0, x1, y1 = clip_box(self.frame, x0, y0, x1, y1)
         if self._full is not None:
             return np.ascontiguousarray(self._full[y0:y1, x0:x1]), (x0, y0)
-        return self.backend.prepare(self.frame[y0:y1, x0:x1]), (x0, y0)
+        return self.backend.prepare(np.ascontiguousarray(self.frame.region(x0, y0, x1, y1))), (x0, y0)
 
     def around(self, box: np.ndarray, margin: float):
         """The region of ``box`` grown by ``margin`` x its side on every side."""
         grow = margin * max(box[2] - box[0], box[3] - box[1])
         return self.region(box[0] - grow, box[1] - grow, box[2] + grow, box[3] + grow)
+
+
+def crop_frame(frame, affine: np.ndarray, size: int, border: str) -> np.ndarray:
+    """The aligned crop of a :mod:`prep.frames` frame, warped from the region under it (plus a margin for
+    the bilinear kernel and, for ``reflect``, the mirrored strip): the RGB of a YUV frame is needed there
+    only. Both kinds of frame give the same crop (same region pixels, same warp)."""
+    inv = align.invert_affine(affine)
+    corners = align.apply_affine(inv, np.array([[-0.5, -0.5], [size - 0.5, -0.5], [-0.5, size - 0.5],
+                                                [size - 0.5, size - 0.5]]))
+    (x0, y0), (x1, y1) = corners.min(0) - 2.0, corners.max(0) + 3.0
+    if border == "reflect":  # mirrored pixels come from as far inside the edge as the crop reaches outside
+        x1, y1 = max(x1, -x0 + 2.0), max(y1, -y0 + 2.0)
+        x0, y0 = min(x0, 2.0 * frame.w - x1 - 2.0), min(y0, 2.0 * frame.h - y1 - 2.0)
+    x0, y0, x1, y1 = clip_box(frame, x0, y0, x1, y1)
+    shifted = np.asarray(affine, np.float64).copy()
+    shifted[:, 2] += shifted[:, :2] @ np.array([x0, y0], np.float64)
+    return align.warp_crop(np.ascontiguousarray(frame.region(x0, y0, x1, y1)), shifted, size, border)
 
 
 LANDMARK_MARGIN = 0.7  # region around the box the landmark model (and the appearance crop) may read
@@ -339,7 +356,7 @@ class FaceTracker:
         track.appearance = app
         return lms, a
 
-    def _step(self, t: int, frame: np.ndarray) -> dict:
+    def _step(self, t: int, frame) -> dict:
         c = self.config
         s = c.crop_size
         lms, raw = self._face(_View(frame, self.backend), t)
@@ -352,7 +369,7 @@ class FaceTracker:
             self._num_faces_max = max(self._num_faces_max, n)
             return {"frame_index": t, "face_found": False, "num_faces": n, "box": None, "landmarks": None,
                     "landmarks_src": None, "affine": self._held_affine.astype(np.float32),
-                    "crop": align.warp_crop(frame, self._held_affine, s, c.border)}
+                    "crop": crop_frame(frame, self._held_affine, s, c.border)}
         track = self._track
         track.affine = raw
         if c.smoothing == "one_euro":
@@ -378,21 +395,24 @@ class FaceTracker:
         self._num_faces_max = max(self._num_faces_max, n)
         return {"frame_index": t, "face_found": True, "num_faces": n, "box": box.astype(np.float32),
                 "landmarks": lms_crop.astype(np.float32), "landmarks_src": lms_s.astype(np.float32),
-                "affine": affine.astype(np.float32), "crop": align.warp_crop(frame, affine, s, c.border)}
+                "affine": affine.astype(np.float32), "crop": crop_frame(frame, affine, s, c.border)}
 
     # ------------------------------------------------------------ public
 
     def process(self, chunk) -> list[dict]:
         """Rows for the frames of one ``prep.media.FrameChunk`` (must follow the previous chunk)."""
-        frames = np.asarray(chunk.frames)
-        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-            raise ValueError(f"expected (n, H, W, 3) uint8 RGB frames, got {frames.shape} {frames.dtype}")
+        if isinstance(chunk.frames, np.ndarray) or not all(hasattr(f, "region") for f in chunk.frames):
+            arr = np.asarray(chunk.frames)
+            if arr.ndim != 4 or arr.shape[-1] != 3 or arr.dtype != np.uint8:
+                raise ValueError(f"expected (n, H, W, 3) uint8 RGB frames, got {arr.shape} {arr.dtype}")
+        frames = as_frames(chunk.frames)
         if self._next is not None and chunk.start != self._next:
             raise ValueError(f"chunk starts at frame {chunk.start}, expected {self._next} (chunks must be consecutive)")
-        if self._hw is None:
-            self._hw = frames.shape[1:3]
-        elif frames.shape[1:3] != self._hw:
-            raise ValueError(f"frame size changed from {self._hw} to {frames.shape[1:3]}")
+        for f in frames:
+            if self._hw is None:
+                self._hw = (f.h, f.w)
+            elif (f.h, f.w) != self._hw:
+                raise ValueError(f"frame size changed from {self._hw} to {(f.h, f.w)}")
         rows = [self._step(chunk.start + j, f) for j, f in enumerate(frames)]
         self._next = chunk.start + len(frames)
         return rows

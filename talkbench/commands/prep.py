@@ -122,19 +122,21 @@ def build_sync_scorer(args, device: str = "auto"):
 
     from evalkit.sync_qa import SyncExpertQA, SyncNetQA
 
-    dev = device
-    if dev == "auto":
+    def dev():  # torch only once a scorer will run (its import is ~2 s of start-up)
+        if device != "auto":
+            return device
         import torch
 
-        dev = "cuda" if torch.cuda.is_available() else "cpu"
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
     if args.sync_expert:
-        return SyncExpertQA(str(args.sync_expert), dev), None
+        return SyncExpertQA(str(args.sync_expert), dev()), None
     try:
         path = resolve("syncnet", "syncnet_v2.model", args.syncnet)
     except WeightsNotFound as e:
         return None, (f"SyncNet weights not found, so sync_offset / sync_conf are null: {e} "
                       "(or score with an in-domain expert: --sync-expert CKPT)")
-    return SyncNetQA(str(path), device=dev), None
+    return SyncNetQA(str(path), device=dev()), None
 
 
 def main(args) -> int:
