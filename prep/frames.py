@@ -110,10 +110,10 @@ class YUVFrame:
         sub.colorspace, sub.color_range = self._frame.colorspace, self._frame.color_range
         if self._frame.format.name == "yuvj420p":  # full-range planes, as the decoder flagged them
             sub.color_range = 2
-        return _reformatter().reformat(sub, format="rgb24").to_ndarray()
+        return _reformatter().reformat(sub, format="rgb24", threads=1).to_ndarray()
 
     def small_bgr(self, width: int, height: int) -> np.ndarray:
-        return self._frame.reformat(width=width, height=height, format="bgr24").to_ndarray()
+        return self._frame.reformat(width=width, height=height, format="bgr24", threads=1).to_ndarray()
 
 
 def from_av(frame):
