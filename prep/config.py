@@ -10,6 +10,8 @@ import json
 from dataclasses import asdict, dataclass, field, fields, replace
 
 from .faces.config import FaceConfig
+from .shots import ShotConfig
+from .syncqa import SyncQAConfig
 
 
 class ConfigError(ValueError):
@@ -60,10 +62,13 @@ class PrepConfig:
     frames_per_shard: int = 4096
     faces: FaceConfig = field(default_factory=FaceConfig)
     filters: QAFilters = field(default_factory=QAFilters)
+    shots: ShotConfig = field(default_factory=ShotConfig)
+    sync: SyncQAConfig = field(default_factory=SyncQAConfig)
     # not part of the content hash: how the work is executed
     chunk_size: int = 16
+    device: str = "auto"  # fan backend / sync scorer: "auto" (cuda when present), "cpu" or "cuda"
 
-    EXECUTION_FIELDS = ("chunk_size",)
+    EXECUTION_FIELDS = ("chunk_size", "device")
 
     def __post_init__(self):
         # a dict is accepted where a nested config goes (``PrepConfig(faces={"fit_3dmm": False})``)
@@ -71,13 +76,22 @@ class PrepConfig:
             object.__setattr__(self, "faces", FaceConfig.from_dict(self.faces))
         if isinstance(self.filters, dict):
             object.__setattr__(self, "filters", QAFilters(**self.filters))
-        if not isinstance(self.faces, FaceConfig) or not isinstance(self.filters, QAFilters):
-            raise ConfigError("faces / filters must be objects of their settings")
+        for name, kind in (("shots", ShotConfig), ("sync", SyncQAConfig)):
+            if isinstance(getattr(self, name), dict):
+                try:
+                    object.__setattr__(self, name, kind(**getattr(self, name)))
+                except (TypeError, ValueError) as e:
+                    raise ConfigError(f"{name}: {e}") from None
+        if not isinstance(self.faces, FaceConfig) or not isinstance(self.filters, QAFilters) \
+                or not isinstance(self.shots, ShotConfig) or not isinstance(self.sync, SyncQAConfig):
+            raise ConfigError("faces / filters / shots / sync must be objects of their settings")
         if self.crop_codec not in ("jpeg", "png"):
             raise ConfigError(f"crop_codec: {self.crop_codec!r} is not jpeg or png")
         for name, low in (("jpeg_quality", 1), ("min_frames", 1), ("segment_frames", 1), ("clips_per_shard", 1),
                           ("frames_per_shard", 1), ("chunk_size", 1)):
             _check_number("config", name, getattr(self, name), int, low)
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ConfigError(f"config.device: {self.device!r} is not auto, cpu or cuda")
         if self.jpeg_quality > 100:
             raise ConfigError(f"config.jpeg_quality: must be <= 100, got {self.jpeg_quality}")
 
@@ -85,6 +99,8 @@ class PrepConfig:
         d = {f.name: getattr(self, f.name) for f in fields(self)}
         d["filters"] = self.filters.to_dict()
         d["faces"] = self.faces.to_dict()
+        d["shots"] = self.shots.to_dict()
+        d["sync"] = self.sync.to_dict()
         return d
 
     @classmethod

@@ -1,9 +1,15 @@
 """``talkbench prep``: a video collection → Parquet shards, fanned out over Dask distributed.
 
-One task per clip (a long video becomes segment tasks plus a finalising task). Each clip commits its own
-part files under ``OUT/.work/<config hash>/``; when every clip is done the shards are rebuilt from the parts
-in ``clip_id`` order, so the output is byte-identical whatever the worker count, completion order,
-interruptions (SIGKILL included) or retries. Every input ends up as a clip row or a failure row.
+One task per source video (a long video becomes segment tasks plus a finalising task). A source with
+hard cuts becomes one clip per shot (:mod:`prep.shots`). Each clip commits its own part files under
+``OUT/.work/<config hash>/``; when every source is done the shards are rebuilt from the parts in
+``clip_id`` order, so the output is byte-identical whatever the worker count, completion order,
+interruptions (SIGKILL included) or retries.
+
+Accounting: every *shot* of every input ends up as exactly one clip row or one failure row; an input that
+fails before its shots are known (unreadable, no audio, too short, …) counts as one shot. So
+``clips + failures = shots`` and ``shots = inputs`` when no input has a cut (checked at the end of
+every job); the summary and the manifest report both.
 """
 from __future__ import annotations
 
@@ -20,11 +26,13 @@ from talkbase.fileio import atomic_write_json, sha256_file
 from . import media
 from .config import PrepConfig
 from .errors import NoAudioStream, TalkbenchError
+from .finalize import done_clips, done_failures, done_units
 from .inputs import InputItem, collect_inputs
 from .output import MANIFEST, NotAPrepOutput, PrepOutput
 from .pipeline import (WorkDir, commit_failure, failure_record, finalize_long_clip, process_clip,
                        safe_segment, segment_bounds, source_stat)
 from .schema import SCHEMA_VERSION
+from .syncqa import manifest_entry, scorer_identity
 from .shards import iter_parquet_tables, rows_to_table, write_shard_set, write_table_atomic
 
 log = logging.getLogger(__name__)
@@ -37,7 +45,8 @@ class PrepUsageError(TalkbenchError):
 @dataclass
 class PrepSummary:
     out_dir: str
-    inputs: int
+    inputs: int  # input files
+    shots: int  # units accounted for: one per shot (an input that failed before shot splitting: one)
     ok: int
     failed: int
     frames: int
@@ -47,7 +56,8 @@ class PrepSummary:
     failures: list[dict] = field(default_factory=list)
 
     def line(self) -> str:
-        return f"{self.ok} ok, {self.failed} failed ({self.inputs} inputs, {self.frames} frames, " \
+        shots = f"{self.shots} shots, " if self.shots != self.inputs else ""
+        return f"{self.ok} ok, {self.failed} failed ({self.inputs} inputs, {shots}{self.frames} frames, " \
                f"{self.resumed} resumed) in {self.seconds:.1f}s -> {self.out_dir}"
 
     def to_dict(self) -> dict:
@@ -56,7 +66,7 @@ class PrepSummary:
 
 # ---------------------------------------------------------------- the first task of every clip
 
-def start_clip(it: InputItem, cfg: PrepConfig, work_root: str) -> dict:
+def start_clip(it: InputItem, cfg: PrepConfig, work_root: str, sync_scorer=None) -> dict:
     """Probe a clip; process it in this task when short, else return its segment plan."""
     try:
         info = media.probe(it.source_path)
@@ -67,15 +77,16 @@ def start_clip(it: InputItem, cfg: PrepConfig, work_root: str) -> dict:
     src = {"width": info.width, "height": info.height, "src_fps": info.src_fps, "video_codec": info.video_codec}
     bounds = segment_bounds(info.est_num_frames, cfg.segment_frames)
     if len(bounds) == 1:
-        return process_clip(it, cfg, work_root, src)
+        return process_clip(it, cfg, work_root, src, sync_scorer)
     return {"status": "segment", "bounds": bounds, "src_info": src}
 
 
-def _run_tasks(executor: Executor, items: list[InputItem], cfg: PrepConfig, work_root: str, on_done) -> None:
+def _run_tasks(executor: Executor, items: list[InputItem], cfg: PrepConfig, work_root: str, on_done,
+               sync_scorer=None) -> None:
     """One ``start_clip`` task per clip; a long clip's plan becomes segment tasks + a finalising task."""
     by_key, futures = {}, []
     for it in items:
-        f = executor.submit(start_clip, it, cfg, work_root, key=f"start-{it.key}", retries=2)
+        f = executor.submit(start_clip, it, cfg, work_root, sync_scorer, key=f"start-{it.key}", retries=2)
         by_key[f.key] = it
         futures.append(f)
     done = executor.as_completed(futures)
@@ -89,12 +100,35 @@ def _run_tasks(executor: Executor, items: list[InputItem], cfg: PrepConfig, work
         if res.get("status") == "segment":
             segs = [executor.submit(safe_segment, it, a, b, cfg, work_root, i, key=f"seg-{it.key}-{i}", retries=2)
                     for i, (a, b) in enumerate(res["bounds"])]
-            fin = executor.submit(finalize_long_clip, it, segs, cfg, work_root, res["src_info"],
+            fin = executor.submit(finalize_long_clip, it, segs, cfg, work_root, res["src_info"], sync_scorer,
                                   key=f"final-{it.key}", retries=2)
             by_key[fin.key] = it
             done.add(fin)
             continue
         on_done(it, res)
+
+
+# ---------------------------------------------------------------- start-up
+
+def warm_process(backend: str = "dlib", detector: str = "hog") -> None:
+    """Start loading this process's face models and heavy modules in the background (a Dask worker at
+    cluster start, or the inline job before it scans its inputs), so the first task does not pay them."""
+    import threading
+
+    media.tune_malloc()
+
+    def imports():
+        from . import finalize, pipeline, shots  # noqa: F401
+        from .faces import tracking  # noqa: F401
+
+        import cv2  # noqa: F401
+        import scenedetect.detectors  # noqa: F401
+
+    if backend == "dlib":
+        from .faces.backends import preload
+
+        preload(detector)
+    threading.Thread(target=imports, name="talkbench-warm", daemon=True).start()
 
 
 # ---------------------------------------------------------------- the job
@@ -161,8 +195,9 @@ def _is_committed(work: WorkDir, it: InputItem) -> dict | None:
             return None  # the file changed since: redo it
     except OSError:
         return None
-    if done["status"] == "ok" and not (work.part(it.key, "frames").exists() and work.part(it.key, "clips").exists()):
-        return None
+    for c in done_clips(done):
+        if not (work.part(c["part"], "frames").exists() and work.part(c["part"], "clips").exists()):
+            return None
     return done
 
 
@@ -170,7 +205,7 @@ def _versions() -> dict:
     import importlib.metadata as md
 
     out = {"python": sys.version.split()[0]}
-    for pkg in ("talkbench", "numpy", "pyarrow", "av", "dlib-bin", "dlib", "torch", "dask", "distributed",
+    for pkg in ("talkbench", "numpy", "pyarrow", "av", "dlib-bin", "dlib", "scenedetect", "dask", "distributed",
                 "python_speech_features", "opencv-python-headless", "pillow", "scipy"):
         try:
             out[pkg] = md.version(pkg)
@@ -180,20 +215,29 @@ def _versions() -> dict:
 
 
 def write_outputs(out: Path, work: WorkDir, items: list[InputItem], failures: list[dict],
-                  cfg: PrepConfig) -> dict:
-    """Rebuild the shard set and manifest from committed parts (deterministic: sorted by clip_id)."""
-    ok = []
-    for it in items:
-        d = work.read_done(it.key)
-        if d and d["status"] == "ok":
-            ok.append((it, d))
-    ok.sort(key=lambda x: x[0].clip_id)
+                  cfg: PrepConfig, n_inputs: int | None = None, units: int | None = None,
+                  sync_unavailable: str | None = None) -> dict:
+    """Rebuild the shard set and manifest from committed parts (deterministic: sorted by clip_id).
+
+    ``items``: the (unique) inputs whose committed clips to write; ``failures``: every failure row (shots and
+    inputs); ``n_inputs``: input files; ``units``: the shots the rows must account for."""
+    entries = sorted(((c, it) for it in items for c in done_clips(work.read_done(it.key))),
+                     key=lambda e: (e[0]["clip_id"], e[1].source_path))
+    ok, seen, failures = [], {}, list(failures)
+    for c, it in entries:  # a shot id equal to another input's clip id: the later one is a failure row
+        if c["clip_id"] in seen:
+            failures.append({"source_path": it.source_path, "clip_id": c["clip_id"], "stage": "inputs",
+                             "error_type": "DuplicateClipId",
+                             "message": f"clip_id {c['clip_id']!r} already used by {seen[c['clip_id']]}"})
+            continue
+        seen[c["clip_id"]] = it.source_path
+        ok.append(c)
 
     def tables(kind):  # streamed in small pieces: a 2-hour clip's part never sits in memory whole
-        for it, _ in ok:
-            yield from iter_parquet_tables(work.part(it.key, kind))
+        for c in ok:
+            yield from iter_parquet_tables(work.part(c["part"], kind))
 
-    total_frames = sum(d["num_frames"] for _, d in ok)
+    total_frames = sum(c["num_frames"] for c in ok)
     clips = write_shard_set(tables("clips"), out / "clips", "clips", len(ok), cfg.clips_per_shard)
     frames = write_shard_set(tables("frames"), out / "frames", "frames", total_frames, cfg.frames_per_shard)
     fail_rows = sorted(({k: f.get(k) for k in ("source_path", "clip_id", "stage", "error_type", "message")}
@@ -206,8 +250,12 @@ def write_outputs(out: Path, work: WorkDir, items: list[InputItem], failures: li
         "config": cfg.content_dict(), "config_hash": cfg.content_hash(),
         "crop_codec": cfg.crop_codec, "fps": media.FPS, "sample_rate": media.SAMPLE_RATE,
         "versions": _versions(),
-        "counts": {"inputs": len(ok) + len(fail_rows), "clips": len(ok), "failed": len(fail_rows),
-                   "frames": total_frames, "qa_pass": sum(1 for _, d in ok if d.get("qa_pass"))},
+        "counts": {"inputs": len(items) if n_inputs is None else n_inputs, "shots": len(ok) + len(fail_rows) if units is None else units,
+                   "clips": len(ok), "failed": len(fail_rows), "frames": total_frames,
+                   "qa_pass": sum(1 for c in ok if c.get("qa_pass"))},
+        "shots": {"detector": "scenedetect ContentDetector on the decoded 25 fps frames" if cfg.shots.enabled
+                  else "disabled", **cfg.shots.to_dict()},
+        "sync_qa": manifest_entry(cfg.sync, sync_unavailable),
         "shards": {"clips": clips, "frames": frames,
                    "failures": [{"path": "failures.parquet", "rows": fail_table.num_rows,
                                  "sha256": sha256_file(out / "failures.parquet")}]},
@@ -218,14 +266,24 @@ def write_outputs(out: Path, work: WorkDir, items: list[InputItem], failures: li
 
 def run_prep(inputs, out_dir, config: PrepConfig | None = None, *, recipe: str | None = None,
              scheduler: str | None = None, n_workers: int | None = None, threads_per_worker: int = 1,
-             memory_limit="auto", progress: bool = True, overwrite: bool = False) -> PrepSummary:
+             memory_limit="auto", progress: bool = True, overwrite: bool = False, sync_scorer=None,
+             sync_unavailable: str | None = None) -> PrepSummary:
     """Prepare ``inputs`` (a directory, a .txt/.csv list, a corpus dir with ``recipe``, or a list of
     ``InputItem``) into shards under ``out_dir``. ``scheduler``: None (a LocalCluster sized to the machine),
     a ``tcp://host:port`` address or Client, or ``"inline"`` (this process, serially).
+    ``sync_scorer``: a :class:`prep.syncqa.SyncScorer` (e.g. ``evalkit.sync_qa.SyncNetQA``) for the sync QA
+    columns; its identity joins the config hash. Without one the columns are null and the manifest's
+    ``sync_qa.reason`` says why (``sync_unavailable`` when given).
     Resumable: clips committed by an earlier run with the same config are not redone."""
     t0 = time.perf_counter()
     cfg = config or PrepConfig()
+    from dataclasses import replace as _replace
+
+    cfg = cfg.replace(sync=_replace(cfg.sync, scorer=scorer_identity(sync_scorer)))
     out = Path(out_dir)
+    inline = scheduler in ("inline", "synchronous")
+    if inline:
+        warm_process(cfg.faces.backend, cfg.faces.detector)
     items = list(inputs) if isinstance(inputs, (list, tuple)) else collect_inputs(inputs, recipe)
     if not items:
         raise PrepUsageError(f"no video inputs found in {inputs}")
@@ -265,24 +323,28 @@ def run_prep(inputs, out_dir, config: PrepConfig | None = None, *, recipe: str |
 
     if todo:
         executor = Executor(scheduler, n_workers, threads_per_worker, memory_limit, n_tasks=len(todo))
+        if executor.client is not None:  # every worker loads its models while the first tasks are queued
+            executor.client.run(warm_process, cfg.faces.backend, cfg.faces.detector, wait=False)
         if executor.dashboard_link and bar is not None:
             bar.write(f"Dask dashboard: {executor.dashboard_link}", file=sys.stderr)
         try:
-            _run_tasks(executor, todo, cfg, str(work.root), on_done)
+            _run_tasks(executor, todo, cfg, str(work.root), on_done, sync_scorer)
         finally:
             executor.close()
             if bar is not None:
                 bar.close()
+    units = len(failures) + len(transient)  # duplicates and executor failures: one row each
     for it in unique:
         d = work.read_done(it.key)
-        if d and d["status"] == "failed":
-            failures.append(d)
+        failures.extend(done_failures(d))
+        units += done_units(d) if d else 0
     failures.extend(transient)
-    manifest = write_outputs(out, work, unique, failures, cfg)
+    manifest = write_outputs(out, work, unique, failures, cfg, len(items), units, sync_unavailable)
     c = manifest["counts"]
-    if c["clips"] + c["failed"] != len(items):
-        raise RuntimeError(f"accounting bug: {c['clips']} clips + {c['failed']} failures != {len(items)} inputs")
-    return PrepSummary(str(out), len(items), c["clips"], c["failed"], c["frames"], resumed,
+    if c["clips"] + c["failed"] != units:
+        raise RuntimeError(f"accounting bug: {c['clips']} clips + {c['failed']} failures != {units} shots "
+                           f"of {len(items)} inputs")
+    return PrepSummary(str(out), len(items), units, c["clips"], c["failed"], c["frames"], resumed,
                        time.perf_counter() - t0, cfg.content_hash(),
                        [{k: f.get(k) for k in ("source_path", "stage", "message")} for f in failures])
 

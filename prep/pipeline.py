@@ -1,7 +1,8 @@
 """Per-clip processing: pure functions of (video, config) → committed part files, runnable on any worker.
 
-A clip is processed as one or more *segments* (a long video is split so one file doesn't pin a worker),
-then *finalised*: audio features, 3DMM fit over the whole clip, QA, and the commit. Every file is written
+A source is processed as one or more *segments* (a long video is split so one file doesn't pin a worker):
+shot detection and face tracking on every decoded frame; then *finalised* (:mod:`prep.finalize`): its
+shots, and per shot audio features, 3DMM fit, QA, sync QA and the commit. Every file is written
 atomically and the ``done/<key>.json`` marker is written last, so a clip is either committed or absent:
 a retried or resumed task rewrites the same bytes and never duplicates rows.
 """
@@ -14,19 +15,14 @@ import time
 import traceback
 from pathlib import Path
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
+from talkbase.fileio import atomic_write_json
+from talkbase.threads import limit_process_threads, prefetch
 
-from talkbase.fileio import atomic_write_json, sha256_file
-from talkbase.threads import limit_process_threads
-
-from . import audio as audio_features
 from . import media, qa
 from .config import PrepConfig
-from .errors import FaceError, MediaError, TalkbenchError, TooShort
+from .errors import FaceError, MediaError, TalkbenchError
 from .inputs import InputItem
-from .shards import encode_crop, rows_to_table, write_table_atomic, write_tables_atomic
+from .shards import encode_crop, frames_table, write_table_atomic
 
 log = logging.getLogger(__name__)
 
@@ -69,34 +65,80 @@ def segment_bounds(est_frames: int, segment_frames: int) -> list[tuple[int, int 
 
 # ---------------------------------------------------------------- segments
 
+CHUNK_BYTES = 24 << 20  # decoded frames per chunk: below glibc's mmap threshold (see media.iter_frames)
+
+def _frame_rows(rows: list[dict], cfg: PrepConfig, blur: list) -> list[dict]:
+    """Tracker rows → frames-table rows: the crop encoded, the blur sampled on every 5th face frame."""
+    for r in rows:
+        crop = r.pop("crop")
+        if r["face_found"] and r["frame_index"] % 5 == 0:
+            blur.append(qa.blur_score(crop))
+        r["crop"] = None if crop is None else encode_crop(crop, cfg.crop_codec, cfg.jpeg_quality)
+    return rows
+
+
 def process_segment(it: InputItem, start: int, stop: int | None, cfg: PrepConfig, work_root: str,
                     index: int = 0, write: bool = True) -> dict:
-    """Faces for frames [start, stop) of one video → a segment table (no 3DMM yet) + a small summary.
+    """Shots and faces for frames [start, stop) of one video → a segment table (no 3DMM yet) + a summary.
 
-    With ``write`` the table goes to the work dir (long videos); otherwise it is returned in memory.
+    Every decoded frame goes to the shot detector (:mod:`prep.shots`), then to the face tracker; at a
+    (raw) cut the tracker is replaced by a fresh one before it sees the first frame after the cut, so
+    tracks never cross a cut. The summary lists the raw cuts and one *piece* per tracker (its first
+    frame and tracker summary). A segment after the first decodes one frame before ``start`` for the
+    detector only, so a cut on the boundary is found. With ``write`` the table goes to the work dir (long
+    videos); otherwise it is returned in memory. Rows keep source frame indices and the input's clip id;
+    :mod:`prep.finalize` applies the detector's minimum shot length and renames rows per shot.
     """
     from .faces import FaceTracker
+    from .shots import ShotDetector
 
     limit_process_threads()  # one thread per task: numbers must not depend on the worker's thread count
     work = WorkDir(work_root)
     seg_path, sum_path = work.segment(it.key, index), work.segment_summary(it.key, index)
     if write and seg_path.exists() and sum_path.exists():  # a retried task: already written
         return json.loads(sum_path.read_text())
-    tracker = FaceTracker(cfg.faces)
-    rows, blur = [], []
+    detector = ShotDetector(cfg.shots) if cfg.shots.enabled else None
+    first = start - 1 if detector is not None and start > 0 else start
+    state = {"tracker": None}
+    pieces, cuts, rows = [], [], []
     t0 = time.perf_counter()
-    for chunk in media.iter_frames(it.source_path, chunk_size=cfg.chunk_size, start=start, stop=stop):
-        for r in tracker.process(chunk):
-            crop = r.pop("crop")
-            if r["face_found"] and r["frame_index"] % 5 == 0:
-                blur.append(qa.blur_score(crop))
-            r["crop"] = None if crop is None else encode_crop(crop, cfg.crop_codec, cfg.jpeg_quality)
-            r["clip_id"] = it.clip_id
-            rows.append(r)
-    summary = dict(tracker.summary())
-    summary.update(index=index, start=start, num_frames=len(rows), blur=blur,
-                   seconds=time.perf_counter() - t0)
-    table = rows_to_table(rows, "frames")
+
+    def track(chunk, lo: int, hi: int):
+        if hi > lo:
+            out = state["tracker"].process(media.FrameChunk(chunk.start + lo, chunk.frames[lo:hi]))
+            for row in _frame_rows(out, cfg, pieces[-1]["blur"]):
+                row["clip_id"] = it.clip_id
+                rows.append(row)
+
+    def new_piece(t: int):
+        if state["tracker"] is not None:
+            pieces[-1].update(state["tracker"].summary())
+        state["tracker"] = FaceTracker(cfg.faces)
+        pieces.append({"start": t, "blur": []})
+
+    def decoded():  # decoding and the shot detector run a chunk ahead, in a thread (both mostly GIL-free)
+        for chunk in media.iter_planar(it.source_path, chunk_size=cfg.chunk_size, start=first, stop=stop):
+            yield chunk, [detector.feed(chunk.start + j, f) if detector is not None else False
+                          for j, f in enumerate(chunk.frames)]
+
+    for chunk, cut_flags in prefetch(decoded(), depth=2):
+        lo = 0
+        for j, cut in enumerate(cut_flags):
+            t = chunk.start + j
+            if t < start:  # the detector's warm-up frame
+                lo = j + 1
+            elif cut or state["tracker"] is None:
+                track(chunk, lo, j)
+                if cut:
+                    cuts.append(t)
+                new_piece(t)
+                lo = j
+        track(chunk, lo, len(chunk.frames))
+    if state["tracker"] is not None:
+        pieces[-1].update(state["tracker"].summary())
+    summary = {"index": index, "start": start, "num_frames": len(rows), "cuts": cuts, "pieces": pieces,
+               "seconds": time.perf_counter() - t0}
+    table = frames_table(rows)
     if not write:
         summary["table"] = table
         return summary
@@ -105,127 +147,14 @@ def process_segment(it: InputItem, start: int, stop: int | None, cfg: PrepConfig
     return summary
 
 
-# ---------------------------------------------------------------- finalise
+# ---------------------------------------------------------------- finalise (prep.finalize)
 
-def _fit_3dmm(landmarks: list, width: int, height: int) -> tuple[dict | None, float]:
-    """One 3DMM fit over the whole clip (one identity); per-frame columns, or None when no landmarks."""
-    from .threedmm import fit_clip
+def finalize_clip(it: InputItem, segments: list[dict], cfg: PrepConfig, work_root: str, src_info: dict,
+                  sync_scorer=None) -> dict:
+    """See :func:`prep.finalize.finalize_clip` (shots, audio features, 3DMM, QA, sync QA, the commit)."""
+    from .finalize import finalize_clip as finalize
 
-    valid = np.array([v is not None for v in landmarks])
-    if not valid.any():
-        return None, float("nan")
-    arr = np.stack([np.asarray(v, np.float32).reshape(68, 2) if v is not None else np.zeros((68, 2), np.float32)
-                    for v in landmarks])
-    fit = fit_clip(arr, valid, (width, height))
-    ident = np.asarray(fit["mm_id"]).tolist()
-    cols = {"mm_pose": [], "mm_id": [], "mm_exp": [], "mm_residual": []}
-    for i in range(len(landmarks)):
-        ok = bool(valid[i])
-        cols["mm_pose"].append(fit["mm_pose"][i].tolist() if ok else None)
-        cols["mm_id"].append(ident if ok else None)
-        cols["mm_exp"].append(fit["mm_exp"][i].tolist() if ok else None)
-        cols["mm_residual"].append(float(fit["residual"][i]) if ok else None)
-    return cols, float(np.mean(np.asarray(fit["residual"])[valid]))
-
-
-def _with_columns(table: pa.Table, cols: dict, offset: int) -> pa.Table:
-    """Fill per-frame columns (clip-indexed lists) into a segment table starting at frame ``offset``."""
-    schema = table.schema
-    for name, vals in cols.items():
-        i = schema.get_field_index(name)
-        table = table.set_column(i, schema.field(name),
-                                 pa.array(vals[offset:offset + table.num_rows], type=schema.field(name).type))
-    return table
-
-
-def _merge_summaries(summaries: list[dict]) -> dict:
-    """Clip-level face stats from per-segment ones, weighted by frames."""
-    n = np.array([s["num_frames"] for s in summaries], float)
-    w = n / max(n.sum(), 1)
-
-    def wmean(key):
-        vals = np.array([np.nan if s.get(key) is None else s[key] for s in summaries], float)
-        ok = ~np.isnan(vals)
-        return float(np.sum(vals[ok] * w[ok]) / np.sum(w[ok])) if ok.any() else float("nan")
-
-    return {"main_track": summaries[0].get("main_track"),
-            "num_faces_max": int(max(s.get("num_faces_max", 0) or 0 for s in summaries)),
-            "face_fraction": wmean("face_fraction"), "face_size": wmean("face_size"),
-            "jitter": wmean("jitter"), "blur": [b for s in summaries for b in s.get("blur", [])]}
-
-
-def finalize_clip(it: InputItem, segments: list[dict], cfg: PrepConfig, work_root: str, src_info: dict) -> dict:
-    """Audio features + 3DMM + QA for a clip whose segments are done; write parts, then the done marker.
-
-    Memory stays bounded for long videos: only the landmark column of all segments is held at once;
-    frame rows (with their crops) are streamed segment by segment into the clip's part file.
-    """
-    from .faces.pipeline import clip_checks
-
-    limit_process_threads()
-    work = WorkDir(work_root)
-    segments = sorted(segments, key=lambda s: s["index"])
-    in_memory = {s["index"]: s.pop("table") for s in segments if "table" in s}
-
-    def segment_tables(columns=None):
-        for s in segments:
-            t = in_memory.get(s["index"])
-            yield t.select(columns) if t is not None and columns else (
-                t if t is not None else pq.read_table(work.segment(it.key, s["index"]), columns=columns))
-
-    index, landmarks, found = [], [], 0
-    for t in segment_tables(["frame_index", "landmarks_src", "face_found"]):
-        index += t.column("frame_index").to_pylist()
-        landmarks += t.column("landmarks_src").to_pylist()
-        found += int(pa.compute.sum(t.column("face_found").cast(pa.int32())).as_py() or 0)
-    num_frames = len(index)
-    if index != list(range(num_frames)):
-        raise RuntimeError(f"{it.clip_id}: segment frame indices are not contiguous")
-    if num_frames < cfg.min_frames:
-        raise TooShort(it.source_path, f"{num_frames} frame(s) at 25 fps; at least {cfg.min_frames} needed")
-    face = _merge_summaries(segments)
-    face["num_frames"], face["face_fraction"] = num_frames, found / num_frames
-    if found == 0:
-        raise FaceError(it.clip_id, f"no face found in any of {num_frames} frames")
-    wav = media.read_audio(it.source_path, num_frames)
-    mel = audio_features.melspectrogram(wav)
-    mfcc = audio_features.mfcc(wav)
-    fc = cfg.faces
-    mm_cols, residual = (_fit_3dmm(landmarks, src_info["width"], src_info["height"])
-                         if fc.fit_3dmm else (None, float("nan")))
-    del landmarks
-    measures = {
-        "qa_face_fraction": face["face_fraction"], "qa_face_size": face["face_size"],
-        "qa_num_faces": face["num_faces_max"], "qa_jitter": face["jitter"],
-        "qa_blur": float(np.median(face["blur"])) if face["blur"] else float("nan"),
-        "qa_loudness_db": qa.loudness_db(wav), "qa_fit_residual": residual,
-    }
-    face_flags = clip_checks(dict(face, **({"fit_residual": residual} if mm_cols else {})), fc, it.clip_id)
-    flags, passed = qa.apply_filters(measures, cfg.filters)
-    flags, passed = face_flags + flags, passed and not face_flags
-    sha = sha256_file(it.source_path)
-    clip_row = {
-        "clip_id": it.clip_id, "source_path": it.source_path, "source_sha256": sha, "split": it.split,
-        "speaker": it.speaker, "fps": media.FPS, "num_frames": num_frames, "sample_rate": media.SAMPLE_RATE,
-        "duration_s": num_frames / media.FPS, "src_width": src_info["width"], "src_height": src_info["height"],
-        "src_fps": src_info["src_fps"], "src_video_codec": src_info["video_codec"],
-        "mel": mel, "mel_shape": list(mel.shape), "mfcc": mfcc, "mfcc_shape": list(mfcc.shape),
-        "crop_size": int(fc.crop_size), "main_track": face["main_track"], **measures,
-        "qa_flags": flags, "qa_pass": passed,
-    }
-
-    def filled():
-        offset = 0
-        for t in segment_tables():
-            yield _with_columns(t, mm_cols, offset) if mm_cols else t
-            offset += t.num_rows
-
-    write_tables_atomic(filled(), work.part(it.key, "frames"), "frames")
-    write_table_atomic(rows_to_table([clip_row], "clips"), work.part(it.key, "clips"), "clips")
-    done = {"status": "ok", "clip_id": it.clip_id, "source_path": it.source_path, "source_sha256": sha,
-            "source_stat": source_stat(it.source_path), "num_frames": num_frames, "qa_pass": passed}
-    atomic_write_json(work.done(it.key), done)
-    return done
+    return finalize(it, segments, cfg, work_root, src_info, sync_scorer)
 
 
 def failure_record(item: InputItem, exc: BaseException, stage: str | None = None) -> dict:
@@ -249,25 +178,25 @@ def commit_failure(item: InputItem, record: dict, work_root: str) -> dict:
     return record
 
 
-def process_clip(it: InputItem, cfg: PrepConfig, work_root: str, src_info: dict) -> dict:
+def process_clip(it: InputItem, cfg: PrepConfig, work_root: str, src_info: dict, sync_scorer=None) -> dict:
     """A short clip in one task: one in-memory segment, then finalise. Failures become a committed record."""
     try:
         seg = process_segment(it, 0, None, cfg, work_root, write=False)
-        return finalize_clip(it, [seg], cfg, work_root, src_info)
+        return finalize_clip(it, [seg], cfg, work_root, src_info, sync_scorer)
     except Exception as e:  # noqa: BLE001 — every error is data; the job goes on
         log.debug("clip %s failed", it.clip_id, exc_info=True)
         return commit_failure(it, failure_record(it, e), work_root)
 
 
 def finalize_long_clip(it: InputItem, segments: list[dict], cfg: PrepConfig, work_root: str,
-                       src_info: dict) -> dict:
+                       src_info: dict, sync_scorer=None) -> dict:
     import shutil
 
     errors = [s["error"] for s in sorted(segments, key=lambda s: s["index"]) if "error" in s]
     if errors:
         return commit_failure(it, errors[0], work_root)
     try:
-        done = finalize_clip(it, segments, cfg, work_root, src_info)
+        done = finalize_clip(it, segments, cfg, work_root, src_info, sync_scorer)
     except Exception as e:  # noqa: BLE001
         done = commit_failure(it, failure_record(it, e), work_root)
     shutil.rmtree(WorkDir(work_root).root / "segments" / it.key, ignore_errors=True)

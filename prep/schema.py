@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"  # 1.1: shots (shot_*, source_cuts) and sync QA (sync_*) columns
 
 NUM_LANDMARKS = 68
 NUM_MM_ID = 40
@@ -47,6 +47,13 @@ CLIPS_SCHEMA = pa.schema([
     pa.field("mfcc_shape", _fsl(2, pa.int32())),
     pa.field("crop_size", pa.int32()),
     pa.field("main_track", pa.string()),  # how the main face track was chosen
+    # shots (prep.shots): a multi-shot source becomes one clip per shot, "<source_clip_id>/shot-<start:06d>"
+    pa.field("source_clip_id", pa.string()),  # the input's clip id (== clip_id for a single-shot source)
+    pa.field("shot_index", pa.int32()),  # 0-based shot of the source
+    pa.field("num_shots", pa.int32()),  # shots in the source (short ones are failure rows)
+    pa.field("shot_start", pa.int32()),  # first source frame of this clip (25 fps); frame_index 0 is this
+    pa.field("shot_stop", pa.int32()),  # one past the last source frame
+    pa.field("source_cuts", pa.list_(pa.int32())),  # every cut of the source: first frame of each new shot
     # QA (prep job); NaN where not measurable
     pa.field("qa_face_fraction", pa.float32()),
     pa.field("qa_face_size", pa.float32()),  # median face box side, source px
@@ -55,6 +62,16 @@ CLIPS_SCHEMA = pa.schema([
     pa.field("qa_blur", pa.float32()),  # variance of Laplacian on the mouth region of crops
     pa.field("qa_loudness_db", pa.float32()),  # RMS dBFS of the 16 kHz audio
     pa.field("qa_fit_residual", pa.float32()),  # mean 3DMM keypoint residual, source px
+    # sync QA (prep.syncqa; null with sync_note / the manifest's sync_qa.reason when not measured)
+    pa.field("sync_offset", pa.int32()),  # frames, > 0: audio ahead of video (SyncNet's convention)
+    pa.field("sync_conf", pa.float32()),  # SyncNet confidence (LSE-C) at that offset
+    pa.field("sync_dist", pa.float32()),  # SyncNet distance (LSE-D)
+    pa.field("sync_windows", pa.int32()),  # 5-frame windows scored
+    pa.field("sync_shift", pa.int32()),  # frames the stored mel / mfcc were shifted by (--sync-shift)
+    pa.field("sync_note", pa.string()),  # why a sync measure is missing
+    pa.field("sync_tracks", pa.list_(pa.struct([  # per face track when the shot has several faces
+        ("track", pa.int32()), ("face_size", pa.float32()), ("sync_offset", pa.int32()),
+        ("sync_conf", pa.float32()), ("main", pa.bool_())]))),
     pa.field("qa_flags", pa.list_(pa.string())),  # reasons a --filter marked this clip
     pa.field("qa_pass", pa.bool_()),
 ])
@@ -78,7 +95,7 @@ FRAMES_SCHEMA = pa.schema([
 FAILURES_SCHEMA = pa.schema([
     pa.field("source_path", pa.string(), nullable=False),
     pa.field("clip_id", pa.string()),
-    pa.field("stage", pa.string(), nullable=False),  # open / decode / audio / faces / 3dmm / qa / internal
+    pa.field("stage", pa.string(), nullable=False),  # open / decode / audio / shots / faces / 3dmm / qa / internal
     pa.field("error_type", pa.string(), nullable=False),
     pa.field("message", pa.string(), nullable=False),
 ])

@@ -77,6 +77,36 @@ def rows_to_table(rows: list[dict], kind: str) -> pa.Table:
     return pa.table(cols, schema=schema)
 
 
+def fixed_list_array(flat: np.ndarray, valid: np.ndarray, field: pa.Field) -> pa.Array:
+    """A fixed-size-list column from a (rows, width) array; rows where ``valid`` is False are null."""
+    flat = np.ascontiguousarray(flat, np.float32).reshape(len(valid), -1)
+    return pa.FixedSizeListArray.from_arrays(pa.array(flat.reshape(-1), type=field.type.value_type),
+                                             field.type.list_size, mask=pa.array(~np.asarray(valid, bool)))
+
+
+def _fixed_list(values: list, width: int, field: pa.Field) -> pa.Array:
+    """A fixed-size-list column from per-row arrays (None = null) without a Python list per value."""
+    valid = np.array([v is not None for v in values], bool)
+    flat = np.zeros((len(values), width), np.float32)
+    if valid.any():
+        flat[valid] = np.stack([np.asarray(v, np.float32).reshape(-1) for v in values if v is not None])
+    return fixed_list_array(flat, valid, field)
+
+
+def frames_table(rows: list[dict]) -> pa.Table:
+    """The frames table of tracker rows (``clip_id``, ``frame_index``, encoded ``crop`` and the face columns;
+    ``mm_*`` as given or null), built column-wise: the same table as ``rows_to_table(rows, "frames")``."""
+    schema = SCHEMAS["frames"]
+    cols = {}
+    for field in schema:
+        vals = [r.get(field.name) for r in rows]
+        if pa.types.is_fixed_size_list(field.type):
+            cols[field.name] = _fixed_list(vals, field.type.list_size, field)
+        else:
+            cols[field.name] = pa.array(vals, type=field.type)
+    return pa.table(cols, schema=schema)
+
+
 def empty_table(kind: str) -> pa.Table:
     return SCHEMAS[kind].empty_table()
 
@@ -148,5 +178,5 @@ def encode_crop(rgb: np.ndarray, codec: str = "jpeg", quality: int = 95) -> byte
 
 
 __all__ = ["write_table_atomic", "write_tables_atomic", "table_to_parquet_bytes",
-           "iter_parquet_tables", "rows_to_table", "empty_table", "write_shard_set", "shard_name", "encode_crop",
+           "iter_parquet_tables", "rows_to_table", "frames_table", "fixed_list_array", "empty_table", "write_shard_set", "shard_name", "encode_crop",
            "MANIFEST"]

@@ -1,5 +1,5 @@
 """3DMM coefficients per clip: fit the 3DDFA BFM basis (40 identity + 10 expression components) to 68
-landmarks, batched over a whole clip in torch.
+landmarks, jointly over a whole clip (numpy, Gauss-Newton).
 
 Model (the 68 keypoints of 3DDFA's BFM subset, model units ~ micrometres, x right, y up, z towards the
 viewer)::
@@ -16,8 +16,11 @@ radius; jaw-contour points at half weight, because the model's contour vertices 
 detector's contour slides with yaw), Gaussian priors on identity and expression from 3DDFA's
 ``param_whitening`` statistics (mean and std of its training fits), and a temporal smoothness prior on
 consecutive frames' pose and expression. Initialisation is closed form (an affine camera fit of the mean
-shape per frame), optimisation is L-BFGS in float64 on one thread: no randomness, so the result is
-deterministic. Frames without landmarks (``valid=False``) are carried by the smoothness prior and get a
+shape per frame); optimisation is Levenberg-Marquardt on the Gauss-Newton normal equations in float64 on
+one thread (frames are coupled only to their neighbours and to the identity, so each step is a banded
+Cholesky solve plus a 40x40 Schur complement: O(T) time and memory): no randomness, so the result is
+deterministic. Until issue 15 the same objective was minimised by torch L-BFGS (kept as a test
+reference, ``tests/prep/_threedmm_lbfgs.py``); the minimum agrees, the bytes changed once. Frames without landmarks (``valid=False``) are carried by the smoothness prior and get a
 NaN residual.
 
 The basis is found by explicit path, ``$TALKBENCH_3DDFA_DIR`` or the talkbench cache dir and every file
@@ -40,7 +43,6 @@ from pathlib import Path
 
 import numpy as np
 
-from talkbase.threads import one_thread
 from talkbase.weights import WeightsNotFound, cache_dir, resolve, spec, verify
 
 log = logging.getLogger(__name__)
@@ -158,51 +160,213 @@ class FitConfig:
         return asdict(self)
 
 
-def _rotation(angles):
-    """R = Rz(roll) Ry(yaw) Rx(pitch) for (T, 3) angles (yaw, pitch, roll) -> (T, 3, 3)."""
-    import torch
-
+def _rotations(angles: np.ndarray):
+    """R = Rz(roll) Ry(yaw) Rx(pitch) for (T, 3) angles (yaw, pitch, roll) and dR/d(yaw, pitch, roll):
+    four (T, 3, 3) arrays."""
     yaw, pitch, roll = angles[:, 0], angles[:, 1], angles[:, 2]
-    cy, sy, cp, sp, cr, sr = yaw.cos(), yaw.sin(), pitch.cos(), pitch.sin(), roll.cos(), roll.sin()
-    zero, one = torch.zeros_like(yaw), torch.ones_like(yaw)
-    rx = torch.stack([one, zero, zero, zero, cp, -sp, zero, sp, cp], 1).view(-1, 3, 3)
-    ry = torch.stack([cy, zero, sy, zero, one, zero, -sy, zero, cy], 1).view(-1, 3, 3)
-    rz = torch.stack([cr, -sr, zero, sr, cr, zero, zero, zero, one], 1).view(-1, 3, 3)
-    return rz @ ry @ rx
+    cy, sy, cp, sp, cr, sr = np.cos(yaw), np.sin(yaw), np.cos(pitch), np.sin(pitch), np.cos(roll), np.sin(roll)
+    z, o = np.zeros_like(yaw), np.ones_like(yaw)
+
+    def m(*v):
+        return np.stack(v, 1).reshape(-1, 3, 3)
+
+    rx, drx = m(o, z, z, z, cp, -sp, z, sp, cp), m(z, z, z, z, -sp, -cp, z, cp, -sp)
+    ry, dry = m(cy, z, sy, z, o, z, -sy, z, cy), m(-sy, z, cy, z, z, z, -cy, z, -sy)
+    rz, drz = m(cr, -sr, z, sr, cr, z, z, z, o), m(-sr, -cr, z, cr, -sr, z, z, z, z)
+    ryx = ry @ rx
+    return rz @ ryx, rz @ dry @ rx, rz @ ry @ drx, drz @ ryx
 
 
-def _project(bfm_t: dict, id_coef, exp_coef, angles, shift, log_scale):
-    """(T, 68, 2) image points for torch tensors (shapes: (40,), (T, 10), (T, 3), (T, 2), (T,))."""
-    verts = bfm_t["mean"] + bfm_t["id_basis"] @ id_coef + (bfm_t["exp_basis"] @ exp_coef.T).permute(2, 0, 1)
-    rotated = verts @ _rotation(angles).transpose(1, 2)  # (T, 68, 3)
-    xy = rotated[..., :2] * rotated.new_tensor([1.0, -1.0])
-    return xy * log_scale.exp()[:, None, None] + shift[:, None, :]
+_FLIP = np.array([1.0, -1.0])
 
 
-def _angles_from_rotation(r: np.ndarray) -> np.ndarray:
-    yaw = np.arcsin(np.clip(-r[2, 0], -1.0, 1.0))
-    pitch = np.arctan2(r[2, 1], r[2, 2])
-    roll = np.arctan2(r[1, 0], r[0, 0])
-    return np.array([yaw, pitch, roll])
+def _vertices(bfm: BFMKeypoints, id_coef: np.ndarray, exp_coef: np.ndarray) -> np.ndarray:
+    """(T, 68, 3) model keypoints for identity (40,) and per-frame expression (T, 10)."""
+    exp = (exp_coef @ bfm.exp_basis.reshape(-1, NUM_EXP).T).reshape(-1, 68, 3)
+    return (bfm.mean + bfm.id_basis @ id_coef) + exp
 
 
-def _init_pose(mean: np.ndarray, pts: np.ndarray):
-    """Closed-form scaled-orthographic pose of ``mean`` (68, 3) seen as ``pts`` (68, 2)."""
+def _project_np(bfm, id_coef, exp_coef, angles, shift, log_scale) -> np.ndarray:
+    """(T, 68, 2) image points (the model of the module docstring), float64 numpy."""
+    rot = _rotations(angles)[0]
+    xy = (_vertices(bfm, id_coef, exp_coef) @ rot.transpose(0, 2, 1))[..., :2] * _FLIP
+    return xy * np.exp(log_scale)[:, None, None] + shift[:, None, :]
+
+
+def _init_poses(mean: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    """Closed-form scaled-orthographic pose of ``mean`` (68, 3) seen as ``pts`` (n, 68, 2): (n, 6) yaw,
+    pitch, roll, tx, ty, log scale (an affine camera by least squares, projected onto a rotation)."""
     a = np.hstack([mean, np.ones((len(mean), 1))])
-    sol, *_ = np.linalg.lstsq(a, pts, rcond=None)  # (4, 2)
-    rows = np.stack([sol[:3, 0], -sol[:3, 1]])
+    sol = np.einsum("ik,nkd->nid", np.linalg.pinv(a), pts)  # (n, 4, 2): the least-squares affine camera
+    rows = np.stack([sol[:, :3, 0], -sol[:, :3, 1]], 1)  # (n, 2, 3)
     u, sv, vt = np.linalg.svd(rows, full_matrices=False)
     r01 = u @ vt
-    r = np.vstack([r01, np.cross(r01[0], r01[1])])
-    return _angles_from_rotation(r), sol[3], float(np.log(sv.mean()))
+    r = np.concatenate([r01, np.cross(r01[:, 0], r01[:, 1])[:, None]], 1)
+    yaw = np.arcsin(np.clip(-r[:, 2, 0], -1.0, 1.0))
+    pitch, roll = np.arctan2(r[:, 2, 1], r[:, 2, 2]), np.arctan2(r[:, 1, 0], r[:, 0, 0])
+    return np.column_stack([yaw, pitch, roll, sol[:, 3], np.log(sv.mean(1))])
 
 
-def _bfm_tensors(bfm: BFMKeypoints):
-    import torch
+NU = 6 + NUM_EXP  # per-frame unknowns: yaw, pitch, roll, tx, ty, log scale, 10 whitened expression
+JOINT_MAX_FRAMES = 3000  # longer clips: identity from a subsample, then chained windows (see fit_clip)
+_CHUNK = 512  # frames per Jacobian block (bounded memory)
 
-    d = torch.float64
-    return {"mean": torch.tensor(bfm.mean, dtype=d), "id_basis": torch.tensor(bfm.id_basis, dtype=d),
-            "exp_basis": torch.tensor(bfm.exp_basis, dtype=d)}
+
+class _MAP:
+    """The MAP objective of the module docstring over per-frame unknowns ``u`` (T, 16) (pose, whitened
+    expression) and the whitened identity ``a`` (40,), as a sum of squared residuals; Gauss-Newton
+    normal equations assembled block by block (frames are coupled only to their neighbours, through
+    the smoothness prior, and to the identity)."""
+
+    def __init__(self, bfm: BFMKeypoints, target: np.ndarray, w: np.ndarray, cfg: FitConfig, n_valid: float,
+                 smooth: bool = True, anchor: np.ndarray | None = None):
+        self.bfm, self.target, self.cfg, self.n_valid = bfm, target, cfg, n_valid
+        self.sw = np.sqrt(w)[..., None] / cfg.sigma_landmark  # (T, 68, 1) residual row weights
+        steps = np.array([cfg.sigma_angle_step] * 3 + [cfg.sigma_shift_step] * 2 + [cfg.sigma_scale_step]
+                         + [cfg.sigma_exp_step] * NUM_EXP)
+        self.D = 1.0 / steps ** 2 if smooth else np.zeros(NU)
+        self.smooth = smooth and len(target) > 1
+        self.anchor = anchor
+        self.id_w = cfg.id_prior * n_valid
+        # the expression / identity bases scaled by the whitening std: d(vertex)/d(whitened coefficient)
+        # as (3, 68 * k) matrices: one GEMM maps every frame's 2x3 camera through them
+        self.wexp_t = (bfm.exp_basis * bfm.exp_std).transpose(1, 0, 2).reshape(3, -1)
+        self.wid = bfm.id_basis * bfm.id_std  # (68, 3, 40)
+        self.wid_t = self.wid.transpose(1, 0, 2).reshape(3, -1)
+
+    def coefs(self, u, a):
+        b = self.bfm
+        return b.id_mean + b.id_std * a, b.exp_mean + b.exp_std * u[:, 6:]
+
+    def cost(self, u, a) -> float:
+        id_c, exp_c = self.coefs(u, a)
+        proj = _project_np(self.bfm, id_c, exp_c, u[:, :3], u[:, 3:5], u[:, 5])
+        total = float((((proj - self.target) * self.sw) ** 2).sum())
+        total += self.id_w * float(a @ a) + self.cfg.exp_prior * float((u[:, 6:] ** 2).sum())
+        if self.smooth:
+            total += float(((np.diff(u, axis=0) ** 2) * self.D).sum())
+        if self.anchor is not None:
+            total += float((((u[0] - self.anchor) ** 2) * self.D).sum())
+        return total
+
+    def normal_equations(self, u, a, with_id: bool):
+        """Blocks of J^T J and J^T r: Huu (T, 16, 16), Hua (T, 16, 40), Haa (40, 40), gu (T, 16), ga (40,)."""
+        bfm, T = self.bfm, len(u)
+        id_c, exp_c = self.coefs(u, a)
+        huu, gu = np.zeros((T, NU, NU)), np.zeros((T, NU))
+        hua = np.zeros((T, NU, NUM_ID)) if with_id else None
+        haa, ga = np.zeros((NUM_ID, NUM_ID)), np.zeros(NUM_ID)
+        for s in range(0, T, _CHUNK):
+            sl = slice(s, min(T, s + _CHUNK))
+            n = sl.stop - sl.start
+            rot, d_yaw, d_pitch, d_roll = _rotations(u[sl, :3])
+            scale = np.exp(u[sl, 5])[:, None, None]
+            verts = _vertices(bfm, id_c, exp_c[sl])  # (n, 68, 3)
+            pr = rot[:, :2] * _FLIP[None, :, None]  # (n, 2, 3): P R
+            xy = verts @ pr.transpose(0, 2, 1)
+            sw = self.sw[sl]
+            r = ((xy * scale + u[sl, None, 3:5] - self.target[sl]) * sw).reshape(n, -1)  # (n, 136)
+            jac = np.empty((n, 68, 2, NU))
+            for j, dr in enumerate((d_yaw, d_pitch, d_roll)):
+                jac[..., j] = verts @ (dr[:, :2] * _FLIP[None, :, None] * scale).transpose(0, 2, 1)
+            jac[..., 3], jac[..., 4] = (1.0, 0.0), (0.0, 1.0)
+            jac[..., 5] = xy * scale
+            spr = (pr * scale).reshape(n * 2, 3)  # one GEMM for every frame's d(points)/d(coefficients)
+            jac[..., 6:] = (spr @ self.wexp_t).reshape(n, 2, 68, NUM_EXP).transpose(0, 2, 1, 3)
+            jac = (jac * sw[..., None]).reshape(n, -1, NU)
+            jt = np.ascontiguousarray(jac.transpose(0, 2, 1))  # contiguous: batched GEMM, not numpy's loop
+            huu[sl] = jt @ jac
+            gu[sl] = (jt @ r[..., None])[..., 0]
+            if with_id:
+                k = (spr @ self.wid_t).reshape(n, 2, 68, NUM_ID).transpose(0, 2, 1, 3)
+                hua[sl] = jt @ (k * sw[..., None]).reshape(n, -1, NUM_ID)
+                # K^T K and K^T r without K: point k's rows are sw_tk s_t P R_t W_k, so
+                # sum_t K_t^T K_t = sum_k W_k^T (sum_t sw_tk^2 (s_t P R_t)^T (s_t P R_t)) W_k
+                spr3 = spr.reshape(n, 2, 3)
+                outer = (spr3[:, :, :, None] * spr3[:, :, None, :]).sum(1).reshape(n, 9)  # (n, 9)
+                m = ((sw[..., 0] ** 2).T @ outer).reshape(68, 3, 3)
+                wm = np.matmul(m.transpose(0, 2, 1), self.wid)  # (68, 3, 40): M_k^T W_k (M symmetric)
+                haa += np.tensordot(self.wid, wm, axes=([0, 1], [0, 1]))
+                q = np.einsum("tdi,tkd->ki", spr3, r.reshape(n, 68, 2) * sw, optimize=True)  # (68, 3)
+                ga += np.tensordot(self.wid, q, axes=([0, 1], [0, 1]))
+        idx = np.arange(6, NU)
+        huu[:, idx, idx] += self.cfg.exp_prior
+        gu[:, 6:] += self.cfg.exp_prior * u[:, 6:]
+        if self.smooth:
+            d = np.diff(u, axis=0) * self.D  # (T-1, 16)
+            gu[:-1] -= d
+            gu[1:] += d
+            diag = np.zeros((T, NU))
+            diag[:-1] += self.D
+            diag[1:] += self.D
+            huu[:, np.arange(NU), np.arange(NU)] += diag
+        if self.anchor is not None:
+            gu[0] += (u[0] - self.anchor) * self.D
+            huu[0, np.arange(NU), np.arange(NU)] += self.D
+        haa[np.arange(NUM_ID), np.arange(NUM_ID)] += self.id_w
+        ga += self.id_w * a
+        return huu, hua, haa, gu, ga
+
+
+def _banded(huu: np.ndarray, off: np.ndarray, smooth: bool) -> np.ndarray:
+    """Lower banded storage (kd = 16) of the block-tridiagonal per-frame system: diagonal blocks ``huu``,
+    off-diagonal blocks ``-diag(off)`` (the smoothness prior couples a variable only to itself in the
+    neighbouring frames)."""
+    T = len(huu)
+    ab = np.zeros((NU + 1, T * NU))
+    for d in range(NU):
+        j = np.arange(NU - d)
+        ab[d].reshape(T, NU)[:, :NU - d] = huu[:, j + d, j]
+    if smooth and T > 1:
+        ab[NU].reshape(T, NU)[:-1] = -off
+    return ab
+
+
+def _lm(problem: _MAP, u: np.ndarray, a: np.ndarray, with_id: bool, max_iter: int):
+    """Levenberg-Marquardt (Marquardt's diagonal scaling) on the block-arrow normal equations: the
+    per-frame block-tridiagonal part by banded Cholesky, the identity by its 40x40 Schur complement."""
+    from scipy.linalg import cho_factor, cho_solve, cho_solve_banded, cholesky_banded
+
+    T = len(u)
+    cost, lam, it = problem.cost(u, a), 1e-3, 0
+    while it < max_iter:
+        it += 1
+        huu, hua, haa, gu, ga = problem.normal_equations(u, a, with_id)
+        grad = max(np.abs(gu).max(), np.abs(ga).max() if with_id else 0.0)
+        if grad < 1e-9 * max(cost, 1.0):
+            break
+        while True:
+            dh = huu.copy()
+            k = np.arange(NU)
+            dh[:, k, k] *= 1.0 + lam
+            try:
+                cb = cholesky_banded(_banded(dh, problem.D, problem.smooth), lower=True)
+                if with_id:
+                    rhs = np.concatenate([hua.reshape(T * NU, NUM_ID), gu.reshape(-1, 1)], 1)
+                    y = cho_solve_banded((cb, True), rhs)
+                    yh, yg = y[:, :NUM_ID], y[:, NUM_ID]
+                    hua2 = hua.reshape(T * NU, NUM_ID)
+                    s = haa + np.diag(np.diag(haa)) * lam - hua2.T @ yh
+                    da = -cho_solve(cho_factor(s), ga - hua2.T @ yg)
+                    du = (-yg - yh @ da).reshape(T, NU)
+                else:
+                    du, da = -cho_solve_banded((cb, True), gu.reshape(-1)).reshape(T, NU), np.zeros(NUM_ID)
+            except np.linalg.LinAlgError:
+                lam *= 10.0
+                continue
+            new_u, new_a = u + du, a + da
+            new_cost = problem.cost(new_u, new_a)
+            if new_cost <= cost:
+                break
+            lam *= 4.0
+            if lam > 1e12:
+                return u, a, cost, it
+        done = cost - new_cost <= 1e-12 * cost
+        u, a, cost = new_u, new_a, new_cost
+        lam = max(lam / 3.0, 1e-9)
+        if done:
+            break
+    return u, a, cost, it
 
 
 def fit_clip(landmarks_src, valid, image_size, config: FitConfig | None = None, bfm=None) -> dict:
@@ -213,11 +377,18 @@ def fit_clip(landmarks_src, valid, image_size, config: FitConfig | None = None, 
     coordinates centred on the image and scaled by the face's RMS radius, so its weights are
     resolution independent). ``bfm``: a :class:`BFMKeypoints` or a folder (default: :func:`load_bfm`).
 
+    The MAP estimate is computed by Levenberg-Marquardt on the exact objective (Gauss-Newton normal
+    equations, solved in O(T): banded Cholesky over frames, Schur complement for the identity), in
+    float64 numpy, deterministic. Clips of more than ``JOINT_MAX_FRAMES`` frames: the identity is fitted
+    jointly with the poses of up to that many evenly spaced valid frames (no smoothness between them),
+    then poses and expressions window by window with the identity fixed, each window's first frame tied
+    to the previous window's last by the smoothness prior (memory stays bounded).
+
     Returns ``mm_pose`` (T, 6) yaw, pitch, roll, tx, ty, scale; ``mm_id`` (40,); ``mm_exp`` (T, 10);
     ``residual`` (T,) mean keypoint distance in source px (NaN where not valid); ``face_radius`` (RMS
     radius of the landmarks, px); ``loss``; ``iterations``.
     """
-    import torch
+    from talkbase.threads import blas_threads
 
     config = config or FitConfig()
     bfm = bfm if isinstance(bfm, BFMKeypoints) else load_bfm(bfm)
@@ -235,88 +406,43 @@ def fit_clip(landmarks_src, valid, image_size, config: FitConfig | None = None, 
     norm = (lms - centre) / radius
 
     # closed-form per-frame initialisation; frames without landmarks copy the nearest valid frame
-    init = np.zeros((n, 6))
+    init = np.zeros((n, NU))
     idx = np.flatnonzero(valid)
-    for t in idx:
-        ang, shift, log_s = _init_pose(bfm.mean, norm[t])
-        init[t] = [*ang, *shift, log_s]
-    nearest = idx[np.abs(np.arange(n)[:, None] - idx[None, :]).argmin(1)]
-    init = init[nearest]
-
-    d = torch.float64
-    with one_thread(), torch.enable_grad():
-        bt = _bfm_tensors(bfm)
-        id_mean, id_std = torch.tensor(bfm.id_mean, dtype=d), torch.tensor(bfm.id_std, dtype=d)
-        exp_mean, exp_std = torch.tensor(bfm.exp_mean, dtype=d), torch.tensor(bfm.exp_std, dtype=d)
-        target = torch.tensor(np.where(valid[:, None, None], norm, 0.0), dtype=d)
-        vmask = torch.tensor(valid, dtype=d)
-        w_pt = torch.ones(68, dtype=d)
-        w_pt[CONTOUR] = config.contour_weight
-        w = vmask[:, None] * w_pt[None, :]
-        # Diagonal preconditioning: optimise x * d where d ~ sqrt(Gauss-Newton curvature) of each
-        # variable, so pose (moves every point by ~1 radius), expression and identity (move points by
-        # 0.1-5 % of a radius per whitened unit) have comparable curvature and L-BFGS converges fast.
-        inv_var = 68.0 / config.sigma_landmark ** 2
-        rad_model = float(np.sqrt(((bfm.mean[:, :2] - bfm.mean[:, :2].mean(0)) ** 2).sum(1).mean()))
-        sens_id = (np.linalg.norm(bfm.id_basis.reshape(-1, NUM_ID), axis=0) * bfm.id_std / rad_model) ** 2 / 68
-        sens_exp = (np.linalg.norm(bfm.exp_basis.reshape(-1, NUM_EXP), axis=0) * bfm.exp_std / rad_model) ** 2 / 68
-        n_valid = float(valid.sum())
-        d_id = torch.tensor(np.sqrt(inv_var * sens_id + config.id_prior), dtype=d)
-        d_exp = torch.tensor(np.sqrt((inv_var * sens_exp + config.exp_prior
-                                      + 2.0 / config.sigma_exp_step ** 2) / n_valid), dtype=d)
-        d_pose = float(np.sqrt(inv_var / n_valid))
-        a_s = torch.zeros(NUM_ID, dtype=d, requires_grad=True)  # whitened identity x d_id
-        b_s = torch.zeros(n, NUM_EXP, dtype=d, requires_grad=True)  # whitened expression x d_exp
-        angles_s = torch.tensor(init[:, :3] * d_pose, dtype=d, requires_grad=True)
-        shift_s = torch.tensor(init[:, 3:5] * d_pose, dtype=d, requires_grad=True)
-        log_s_s = torch.tensor(init[:, 5] * d_pose, dtype=d, requires_grad=True)
-        steps = torch.tensor([config.sigma_angle_step] * 3 + [config.sigma_shift_step] * 2
-                             + [config.sigma_scale_step], dtype=d)
-
-        def variables():
-            return (a_s / d_id, b_s / d_exp, angles_s / d_pose, shift_s / d_pose, log_s_s / d_pose)
-
-        def objective():
-            a, b, angles, shift, log_s = variables()
-            proj = _project(bt, id_mean + id_std * a, exp_mean + exp_std * b, angles, shift, log_s)
-            data = (w[..., None] * (proj - target) ** 2).sum() / config.sigma_landmark ** 2
-            # identity prior counted once per frame: landmark errors are correlated over a clip
-            # (annotation conventions), so frames are not independent evidence about identity
-            prior = config.id_prior * n_valid * (a ** 2).sum() + config.exp_prior * (b ** 2).sum()
-            if n > 1:
-                pose = torch.cat([angles, shift, log_s[:, None]], 1)
-                smooth = ((pose[1:] - pose[:-1]) / steps).pow(2).sum()
-                smooth = smooth + ((b[1:] - b[:-1]) / config.sigma_exp_step).pow(2).sum()
-            else:
-                smooth = torch.zeros((), dtype=d)
-            return (data + prior + smooth) / n_valid
-
-        opt = torch.optim.LBFGS([a_s, b_s, angles_s, shift_s, log_s_s], lr=1.0, max_iter=config.max_iter,
-                                history_size=20, tolerance_grad=1e-7, tolerance_change=1e-7,
-                                line_search_fn="strong_wolfe")
-
-        def closure():
-            opt.zero_grad()
-            loss = objective()
-            loss.backward()
-            return loss
-
-        opt.step(closure)
-        with torch.no_grad():
-            loss = float(objective())
-            a, b, angles, shift, log_s = variables()
-            id_c, exp_c = id_mean + id_std * a, exp_mean + exp_std * b
-            proj = _project(bt, id_c, exp_c, angles, shift, log_s).numpy()
-            iters = int(opt.state[opt._params[0]].get("n_iter", 0))
-            ang, sh, ls = angles.numpy().copy(), shift.numpy().copy(), log_s.numpy().copy()
-            id_np, exp_np = id_c.numpy().copy(), exp_c.numpy().copy()
-
+    init[idx, :6] = _init_poses(bfm.mean, norm[idx])
+    nearest = idx[np.searchsorted(idx, np.arange(n)).clip(0, len(idx) - 1)]
+    before = idx[(np.searchsorted(idx, np.arange(n)) - 1).clip(0, len(idx) - 1)]
+    nearest = np.where(np.abs(before - np.arange(n)) <= np.abs(nearest - np.arange(n)), before, nearest)
+    u0 = init[nearest]
+    target = np.where(valid[:, None, None], norm, 0.0)
+    w_pt = np.ones(68)
+    w_pt[CONTOUR] = config.contour_weight
+    w = valid[:, None] * w_pt[None, :]
+    n_valid = float(valid.sum())
+    with blas_threads(1):
+        if n <= JOINT_MAX_FRAMES:
+            prob = _MAP(bfm, target, w, config, n_valid)
+            u, a, cost, iters = _lm(prob, u0, np.zeros(NUM_ID), True, config.max_iter)
+            loss = cost / n_valid
+        else:
+            pick = idx[np.linspace(0, len(idx) - 1, min(len(idx), JOINT_MAX_FRAMES)).round().astype(int)]
+            pick = np.unique(pick)
+            sub = _MAP(bfm, target[pick], w[pick], config, n_valid, smooth=False)
+            _, a, _, iters = _lm(sub, u0[pick], np.zeros(NUM_ID), True, config.max_iter)
+            u, loss, anchor = u0.copy(), 0.0, None
+            for s in range(0, n, JOINT_MAX_FRAMES):
+                sl = slice(s, min(n, s + JOINT_MAX_FRAMES))
+                win = _MAP(bfm, target[sl], w[sl], config, n_valid, anchor=anchor)
+                u[sl], _, c, k = _lm(win, u0[sl], a, False, config.max_iter)
+                loss, iters, anchor = loss + c, iters + k, u[sl.stop - 1].copy()
+            loss = (loss + sub.id_w * float(a @ a)) / n_valid
+    id_c, exp_c = prob.coefs(u, a) if n <= JOINT_MAX_FRAMES else sub.coefs(u, a)
+    proj = _project_np(bfm, id_c, exp_c, u[:, :3], u[:, 3:5], u[:, 5])
     residual = np.linalg.norm(proj - norm, axis=-1).mean(-1) * radius
     residual[~valid] = np.nan
-    pose = np.column_stack([ang, sh * radius + centre, np.exp(ls) * radius])
-    return {"mm_pose": pose.astype(np.float32), "mm_id": id_np.astype(np.float32),
-            "mm_exp": exp_np.astype(np.float32), "residual": residual.astype(np.float32),
-            "valid": valid, "face_radius": radius, "loss": loss, "iterations": iters}
+    pose = np.column_stack([u[:, :3], u[:, 3:5] * radius + centre, np.exp(u[:, 5]) * radius])
+    return {"mm_pose": pose.astype(np.float32), "mm_id": id_c.astype(np.float32),
+            "mm_exp": exp_c.astype(np.float32), "residual": residual.astype(np.float32),
+            "valid": valid, "face_radius": radius, "loss": float(loss), "iterations": int(iters)}
 
 
 def project_keypoints(mm_pose, mm_id, mm_exp, bfm=None) -> np.ndarray:
@@ -324,17 +450,10 @@ def project_keypoints(mm_pose, mm_id, mm_exp, bfm=None) -> np.ndarray:
 
     ``mm_pose`` (T, 6) or (6,), ``mm_id`` (40,), ``mm_exp`` (T, 10) or (10,).
     """
-    import torch
-
     bfm = bfm if isinstance(bfm, BFMKeypoints) else load_bfm(bfm)
     pose = np.atleast_2d(np.asarray(mm_pose, np.float64))
     exp = np.atleast_2d(np.asarray(mm_exp, np.float64))
-    d = torch.float64
-    with torch.no_grad():
-        out = _project(_bfm_tensors(bfm), torch.tensor(np.asarray(mm_id, np.float64), dtype=d),
-                       torch.tensor(exp, dtype=d), torch.tensor(pose[:, :3], dtype=d),
-                       torch.tensor(pose[:, 3:5], dtype=d), torch.tensor(np.log(pose[:, 5]), dtype=d))
-    return out.numpy()
+    return _project_np(bfm, np.asarray(mm_id, np.float64), exp, pose[:, :3], pose[:, 3:5], np.log(pose[:, 5]))
 
 
 # ---------------------------------------------------------------- obtaining the basis

@@ -3,6 +3,9 @@ parallel already, and OpenMP / BLAS pools spin-waiting beside each other thrash 
 from __future__ import annotations
 
 import contextlib
+import sys
+
+_CONTROLLERS: dict = {}
 
 
 @contextlib.contextmanager
@@ -23,14 +26,73 @@ def one_thread():
         cv2.setNumThreads(saved[1])
 
 
-def limit_process_threads(n: int = 1) -> None:
-    """For a worker process that only ever runs one-thread tasks: set the limits once, for good."""
-    try:
-        import torch
+@contextlib.contextmanager
+def blas_threads(n: int = 1):
+    """BLAS (numpy's and scipy's OpenBLAS) limited to ``n`` threads inside the block, cheaply: the loaded
+    libraries are discovered once per process (``threadpool_limits`` rescans them on every call, ~30 ms
+    with torch loaded). Import scipy.linalg before the first call so its BLAS is found too."""
+    from threadpoolctl import ThreadpoolController
 
+    key = tuple(m in sys.modules for m in ("scipy.linalg", "torch", "cv2"))  # what may have loaded a pool
+    if key not in _CONTROLLERS:
+        _CONTROLLERS[key] = ThreadpoolController()
+    with _CONTROLLERS[key].limit(limits=n):
+        yield
+
+
+def prefetch(iterable, depth: int = 2):
+    """Iterate ``iterable`` in a background thread, ``depth`` items ahead (same items, same order).
+
+    For a producer whose work mostly releases the GIL (video decoding, OpenCV): it overlaps with the
+    consumer's. An exception in the producer is raised in the consumer at that point; leaving the loop
+    early stops the producer."""
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(maxsize=max(1, depth))
+    stop = threading.Event()
+    done = object()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def run():
+        try:
+            for item in iterable:
+                if not put((None, item)):
+                    return
+            put((None, done))
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer
+            put((e, None))
+
+    worker = threading.Thread(target=run, name="talkbench-prefetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            err, item = q.get()
+            if err is not None:
+                raise err
+            if item is done:
+                return
+            yield item
+    finally:
+        stop.set()
+        worker.join(timeout=5.0)
+
+
+def limit_process_threads(n: int = 1) -> None:
+    """For a worker process that only ever runs one-thread tasks: set the limits once, for good. torch is
+    limited only when something has imported it already (importing it here would cost ~2 s of start-up
+    in a prep process that never uses it)."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
         torch.set_num_threads(n)
-    except ImportError:  # pragma: no cover - torch is a dependency
-        pass
     try:
         import cv2
 
@@ -39,4 +101,4 @@ def limit_process_threads(n: int = 1) -> None:
         pass
 
 
-__all__ = ["one_thread", "limit_process_threads"]
+__all__ = ["one_thread", "blas_threads", "prefetch", "limit_process_threads"]

@@ -27,7 +27,6 @@ import logging
 
 import numpy as np
 import torch
-from scipy.signal import medfilt
 
 log = logging.getLogger(__name__)
 
@@ -107,21 +106,28 @@ def _aud_embeddings(model, mfcc_t: torch.Tensor, n: int, batch_size: int) -> tor
 
 
 def offset_distances(video_emb: torch.Tensor, audio_emb: torch.Tensor, vshift: int = DEFAULT_VSHIFT,
-                     chunk: int = 256) -> torch.Tensor:
-    """(n, 2·vshift + 1) distances ``‖v_i − a_pad[i + j] + eps‖`` with zero-padded audio (calc_pdist)."""
+                     chunk: int = 256, windows=None) -> torch.Tensor:
+    """(n, 2·vshift + 1) distances ``‖v_k − a_pad[i_k + j] + eps‖`` with zero-padded audio (calc_pdist).
+
+    ``video_emb[k]`` is the embedding of window ``i_k = windows[k]`` (default: ``i_k = k``, every window);
+    ``audio_emb`` holds every audio window of the clip. A subset of windows gives the rows of the full
+    table for those windows (prep's sync QA scores at most ``max_windows`` of a long clip)."""
     n = video_emb.shape[0]
     padded = torch.nn.functional.pad(audio_emb, (0, 0, vshift, vshift))
     shifts = torch.arange(2 * vshift + 1)
+    index = torch.arange(n) if windows is None else torch.as_tensor(windows, dtype=torch.long)
     out = []
     for i0 in range(0, n, chunk):
         rows = torch.arange(i0, min(n, i0 + chunk))
-        diff = video_emb[rows, None, :] - padded[rows[:, None] + shifts[None, :]]
+        diff = video_emb[rows, None, :] - padded[index[rows][:, None] + shifts[None, :]]
         out.append(torch.linalg.vector_norm(diff + PAIRWISE_EPS, dim=-1))
     return torch.cat(out) if out else video_emb.new_zeros((0, 2 * vshift + 1))
 
 
 def scores_from_distances(dists: torch.Tensor, vshift: int = DEFAULT_VSHIFT) -> dict:
     """Offset, LSE-D, LSE-C and framewise confidence from the (n, 2·vshift + 1) distance table."""
+    from scipy.signal import medfilt
+
     mdist = dists.mean(dim=0)
     minval, minidx = torch.min(mdist, 0)
     median = torch.median(mdist)

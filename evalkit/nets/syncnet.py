@@ -129,6 +129,20 @@ class SyncNet(nn.Module):
         return torch.cat(out) if out else frames.new_zeros((0, EMBED_DIM))
 
     @torch.inference_mode()
+    def lip_embeddings_of(self, windows: torch.Tensor, batch_size: int = 32, net=None) -> torch.Tensor:
+        """Embeddings of explicit 5-frame windows (n, 5, 3, H, W) BGR 0–255 (float or uint8): the same
+        2-D network as :meth:`lip_window_embeddings` (pass ``net = lip_net_2d()`` to reuse it), for
+        windows that need not be consecutive."""
+        net = net if net is not None else self.lip_net_2d()
+        device = self.netcnnlip[0].weight.device
+        out = []
+        for i0 in range(0, windows.shape[0], batch_size):
+            x = windows[i0:i0 + batch_size].to(device).permute(0, 2, 1, 3, 4).flatten(1, 2).float()
+            mid = net(x.contiguous(memory_format=torch.channels_last))
+            out.append(self.netfclip(mid.reshape(mid.shape[0], -1)))
+        return torch.cat(out) if out else windows.new_zeros((0, EMBED_DIM), dtype=torch.float32)
+
+    @torch.inference_mode()
     def aud_window_embeddings(self, mfcc: torch.Tensor, num_windows: int, batch_size: int = 256) -> torch.Tensor:
         """Embeddings of the MFCC windows ``mfcc[:, 4i:4i+20]`` for ``i < num_windows``; mfcc (13, M)."""
         windows = mfcc.unfold(1, MFCC_STEPS, WINDOW - 1)[:, :num_windows]  # (13, n, 20), step 4

@@ -35,15 +35,49 @@ def _resize(img: np.ndarray, scale: float) -> np.ndarray:
 
 
 _local = threading.local()
+_handover: dict = {}  # key -> [thread, model] loaded in the background by preload()
+_handover_lock = threading.Lock()
 
 
 def _cached(key, load):
     """A loaded model, kept per thread (loading the 68-point predictor takes seconds; one copy per
-    thread keeps Dask's threaded workers from sharing a dlib object)."""
+    thread keeps Dask's threaded workers from sharing a dlib object). The first thread to ask takes a
+    model :func:`preload` is loading in the background (waiting for it to finish)."""
     models = _local.__dict__.setdefault("models", {})
     if key not in models:
-        models[key] = load()
+        with _handover_lock:
+            pending = _handover.pop(key, None)
+        if pending is not None:
+            pending[0].join()
+        models[key] = pending[1] if pending is not None and pending[1] is not None else load()
     return models[key]
+
+
+def preload(detector: str = "hog") -> None:
+    """Start loading dlib's models in a background thread (its deserialisation runs without the GIL, so
+    decoding and imports go on meanwhile); the first :class:`DlibBackend` built afterwards takes them.
+    Called once per prep process (inline) and per Dask worker at start-up."""
+    import dlib
+
+    jobs = {("shape", str(dlib_model("shape_predictor_68_face_landmarks.dat"))): dlib.shape_predictor}
+    if detector == "mmod":
+        path = str(dlib_model("mmod_human_face_detector.dat"))
+        jobs[("mmod", path)] = dlib.cnn_face_detection_model_v1
+    for key, make in jobs.items():
+        with _handover_lock:
+            if key in _handover:
+                continue
+            slot = [None, None]
+
+            def run(slot=slot, make=make, path=key[1]):
+                try:
+                    slot[1] = make(path)
+                except Exception:  # noqa: BLE001 - the backend loads it again and raises there
+                    log.debug("preloading %s failed", path, exc_info=True)
+
+            slot[0] = threading.Thread(target=run, name="talkbench-dlib-preload", daemon=True)
+            _handover[key] = slot
+        slot[0].start()
 
 
 class DlibBackend:
@@ -193,4 +227,4 @@ def get_backend(name: str = "dlib", **kw):
     raise ValueError(f"unknown face backend {name!r} (dlib or fan)")
 
 
-__all__ = ["DlibBackend", "FanBackend", "get_backend", "fan_weight_files"]
+__all__ = ["DlibBackend", "FanBackend", "get_backend", "fan_weight_files", "preload"]

@@ -22,9 +22,13 @@ class FaceConfig:
     backend: str = "dlib"  # "dlib" (embedded) or "fan" (face-alignment, extra [fan])
     detector: str = "hog"  # dlib detector: "hog" or "mmod" (CNN; slower, more pose-robust)
     # tracking
-    detect_every: int = 5  # re-detect the tracked face every k frames (window around the track)
-    full_detect_every: int = 25  # full-frame scan every n frames (new faces, face count); 1 = every frame
-    roi_margin: float = 1.0  # re-detection window: track box grown by this x its side on every side
+    detect_every: int = 25  # re-detect the tracked face at least every k frames (window around the track)
+    full_detect_every: int = 100  # full-frame scan every n frames (new faces, face count); 1 = every frame
+    roi_margin: float = 0.5  # re-detection window: track box grown by this x its side on every side
+    rescale_detect: float = 0.2  # |log| change of the face scale since the box was anchored that calls for a
+    #                               window re-detection before the schedule (the box size comes from the detector)
+    anchor_ncc: float = 0.7  # aligned-face correlation with the last detection-anchored frame below which
+    #                          a window re-detection is due (slow landmark drift off the face)
     roi_shrink: float = 0.7  # smallest size (x current) the tracked face may have at re-detection
     iou_threshold: float = 0.3  # a detection continues the track when IoU with the predicted box >= this
     reanchor_iou: float = 0.5  # matched with IoU below this: landmarks restart from the detector box

@@ -100,8 +100,8 @@ def process_frames(frames, config: FaceConfig | None = None, *, clip_id: str = "
     else:
         chunks = frames
     for chunk in chunks:
-        size = (chunk.frames.shape[2], chunk.frames.shape[1])
         rows.extend(tracker.process(chunk))
+        size = (tracker._hw[1], tracker._hw[0]) if tracker._hw else None
     summary = tracker.summary()
     if config.fit_3dmm and size is not None:
         summary.update(fit_rows(rows, size, bfm=bfm))

@@ -3,8 +3,11 @@
 Per frame (in order; chunks must be consecutive):
 
 1. **Detect** only when due: a full-frame scan when there is no track and every ``full_detect_every``
-   frames (this also counts the faces in view); otherwise every ``detect_every`` frames a scan of a
-   window around the tracked face, at the scale its size calls for. A detection continues the track
+   frames (this also counts the faces in view); otherwise a scan of a window around the tracked face, at
+   the scale its size calls for, only where the tracking is unsure -- the aligned face correlates less
+   than ``anchor_ncc`` with how it looked when the box was last anchored by a detection (slow landmark
+   drift), or its scale moved by more than ``rescale_detect`` (log) since (the box size comes from the
+   detector) -- and at the latest every ``detect_every`` frames. A detection continues the track
    when its IoU with the predicted box is >= ``iou_threshold``. After more than
    ``max_missed_detections`` consecutive misses the track is dropped; until then it coasts on its
    landmarks (e.g. through a turned head HOG cannot see).
@@ -21,6 +24,12 @@ Per frame (in order; chunks must be consecutive):
    and, more lightly, the landmarks. Filters restart with every new track.
 5. **Crop** with the smoothed similarity.
 
+Everything but a full-frame scan reads only a region of the frame (the backend's ``prepare`` -- dlib: grey
+-- is applied to that region: the same pixels as the prepared whole frame, at a fraction of the cost).
+Until issue 15 window re-detections ran every 5 frames and full scans every 25; the schedule above
+finds as many faces on the shared clips with a landmark error vs per-frame detection within 0.2 % of the
+face size of the old one, at 2-4x fewer detections (``bench/README.md``).
+
 Frames without a face keep their row (``face_found=False``, no box/landmarks); their ``affine`` and
 ``crop`` hold the last face's placement (or, before any face, the centred square of the frame's short
 side), so every row decodes to a crop. The main track is the largest (or most central) face when a
@@ -34,6 +43,7 @@ import math
 
 import numpy as np
 
+from ..frames import as_frames, clip_box
 from . import align
 from .config import FaceConfig
 from .smoothing import OneEuroFilter
@@ -72,6 +82,8 @@ class _Track:
         self.side = None  # detector box side, source px
         self.affine = None  # raw alignment of the last landmarks
         self.appearance = None  # small grey aligned crop of the last frame
+        self.anchor_scale = 1.0  # alignment scale of the landmarks when the box was last anchored
+        self.anchor_appearance = None  # appearance then
 
     def anchor(self, lms: np.ndarray, box: np.ndarray, crop_size: int, weight: float = 1.0) -> None:
         """Blend a detector box (seen with landmarks ``lms``) into the box relation."""
@@ -97,14 +109,80 @@ class _Track:
 APPEARANCE_SIZE = 32
 
 
-def appearance(img: np.ndarray, lms: np.ndarray) -> np.ndarray:
-    """A 32x32 grey aligned crop, zero-mean and unit-norm (for normalised cross-correlation)."""
-    a = align.similarity_from_landmarks(lms, APPEARANCE_SIZE)
+def appearance(img: np.ndarray, lms: np.ndarray, affine: np.ndarray | None = None, crop_size: int = 256,
+               origin=(0, 0)) -> np.ndarray:
+    """A 32x32 grey aligned crop, zero-mean and unit-norm (for normalised cross-correlation).
+
+    ``img`` is the grey frame, or a region of it whose top-left pixel is ``origin`` in the frame;
+    ``affine`` the (frame -> ``crop_size``) alignment of ``lms`` when already computed."""
+    if affine is None:
+        affine = align.similarity_from_landmarks(lms, crop_size)
+    a = rescale_affine(affine, crop_size, APPEARANCE_SIZE)
+    if origin != (0, 0):
+        a = a.copy()
+        a[:, 2] += a[:, :2] @ np.asarray(origin, np.float64)
     gray = img if img.ndim == 2 else img.mean(-1).astype(np.uint8)
     x = align.warp_crop(gray, a, APPEARANCE_SIZE).astype(np.float64)
     x -= x.mean()
     n = np.linalg.norm(x)
     return x / n if n > 1e-6 else np.zeros_like(x)
+
+
+def rescale_affine(affine: np.ndarray, size: int, new_size: int) -> np.ndarray:
+    """The alignment to a ``new_size`` crop from the one to a ``size`` crop (templates scale with the crop:
+    ``template(n) = (template(s) + 0.5) * n / s - 0.5``)."""
+    k = new_size / float(size)
+    out = np.asarray(affine, np.float64) * k
+    out[:, 2] += 0.5 * k - 0.5
+    return out
+
+
+class _View:
+    """One frame (a :mod:`prep.frames` frame) as the backend sees it (``backend.prepare``), converted lazily:
+    the whole frame only for a full-frame scan, otherwise just the regions that detection, landmarks and
+    appearance read (``prepare`` is per pixel, so a region equals the same region of the prepared whole
+    frame; a YUV frame converts only those regions, bit for bit as the whole frame would convert)."""
+
+    def __init__(self, frame, backend):
+        self.frame, self.backend, self._full = frame, backend, None
+        self.h, self.w = frame.h, frame.w
+
+    def full(self) -> np.ndarray:
+        if self._full is None:
+            self._full = self.backend.prepare(self.frame.full())
+        return self._full
+
+    def region(self, x0: float, y0: float, x1: float, y1: float):
+        """(prepared region, (x0, y0)) of the frame box [x0, x1) x [y0, y1), clipped to the frame."""
+        x0, y0, x1, y1 = clip_box(self.frame, x0, y0, x1, y1)
+        if self._full is not None:
+            return np.ascontiguousarray(self._full[y0:y1, x0:x1]), (x0, y0)
+        return self.backend.prepare(np.ascontiguousarray(self.frame.region(x0, y0, x1, y1))), (x0, y0)
+
+    def around(self, box: np.ndarray, margin: float):
+        """The region of ``box`` grown by ``margin`` x its side on every side."""
+        grow = margin * max(box[2] - box[0], box[3] - box[1])
+        return self.region(box[0] - grow, box[1] - grow, box[2] + grow, box[3] + grow)
+
+
+def crop_frame(frame, affine: np.ndarray, size: int, border: str) -> np.ndarray:
+    """The aligned crop of a :mod:`prep.frames` frame, warped from the region under it (plus a margin for
+    the bilinear kernel and, for ``reflect``, the mirrored strip): the RGB of a YUV frame is needed there
+    only. Both kinds of frame give the same crop (same region pixels, same warp)."""
+    inv = align.invert_affine(affine)
+    corners = align.apply_affine(inv, np.array([[-0.5, -0.5], [size - 0.5, -0.5], [-0.5, size - 0.5],
+                                                [size - 0.5, size - 0.5]]))
+    (x0, y0), (x1, y1) = corners.min(0) - 2.0, corners.max(0) + 3.0
+    if border == "reflect":  # mirrored pixels come from as far inside the edge as the crop reaches outside
+        x1, y1 = max(x1, -x0 + 2.0), max(y1, -y0 + 2.0)
+        x0, y0 = min(x0, 2.0 * frame.w - x1 - 2.0), min(y0, 2.0 * frame.h - y1 - 2.0)
+    x0, y0, x1, y1 = clip_box(frame, x0, y0, x1, y1)
+    shifted = np.asarray(affine, np.float64).copy()
+    shifted[:, 2] += shifted[:, :2] @ np.array([x0, y0], np.float64)
+    return align.warp_crop(np.ascontiguousarray(frame.region(x0, y0, x1, y1)), shifted, size, border)
+
+
+LANDMARK_MARGIN = 0.7  # region around the box the landmark model (and the appearance crop) may read
 
 
 class FaceTracker:
@@ -147,29 +225,33 @@ class FaceTracker:
 
     # ------------------------------------------------------------ detection
 
-    def _detect_full(self, img: np.ndarray, t: int) -> np.ndarray:
-        scale = self.config.detection_scale(img.shape[:2], self.backend.min_face_px)
-        dets = self.backend.detect([img], scale=scale)[0]
+    def _detect_full(self, view: _View, t: int) -> np.ndarray:
+        scale = self.config.detection_scale((view.h, view.w), self.backend.min_face_px)
+        dets = self.backend.detect([view.full()], scale=scale)[0]
         self._last_full = t
         self._n_full += 1
         self._num_faces = len(dets)
         return dets
 
-    def _detect_roi(self, img: np.ndarray, box: np.ndarray) -> np.ndarray:
+    def _detect_roi(self, view: _View, box: np.ndarray) -> np.ndarray:
         c = self.config
-        h, w = img.shape[:2]
         side = max(box[2] - box[0], box[3] - box[1])
-        grow = c.roi_margin * side
-        x0, y0 = int(max(0, math.floor(box[0] - grow))), int(max(0, math.floor(box[1] - grow)))
-        x1, y1 = int(min(w, math.ceil(box[2] + grow))), int(min(h, math.ceil(box[3] + grow)))
         self._n_roi += 1
-        if x1 - x0 < 8 or y1 - y0 < 8:
+        img, (x0, y0) = view.around(box, c.roi_margin)
+        if img.shape[0] < 8 or img.shape[1] < 8:
             return np.zeros((0, 5))
         scale = min(max(1.1 * self.backend.min_face_px / (c.roi_shrink * side), 0.05), c.max_upscale)
-        dets = self.backend.detect([np.ascontiguousarray(img[y0:y1, x0:x1])], scale=scale)[0]
+        dets = self.backend.detect([img], scale=scale)[0]
         dets[:, [0, 2]] += x0
         dets[:, [1, 3]] += y0
         return dets
+
+    def _landmarks(self, view: _View, box: np.ndarray):
+        """Landmarks in the box (read from a region around it) and the region, for the appearance crop."""
+        img, origin = view.around(box, LANDMARK_MARGIN)
+        local = np.asarray(box[:4], np.float64) - [origin[0], origin[1], origin[0], origin[1]]
+        lms = self.backend.landmarks([img], local[None])[0] + np.asarray(origin, np.float64)
+        return lms, img, origin
 
     def _choose(self, dets: np.ndarray) -> np.ndarray:
         area = (dets[:, 2] - dets[:, 0]) * (dets[:, 3] - dets[:, 1])
@@ -182,15 +264,17 @@ class FaceTracker:
 
     # ------------------------------------------------------------ one frame
 
-    def _acquire(self, img: np.ndarray, dets: np.ndarray, t: int):
+    def _acquire(self, view: _View, dets: np.ndarray, t: int):
         """Start a track on the main detection; returns its landmarks, or None without detections."""
         if len(dets) == 0:
             return None
         box = self._choose(dets)
-        lms = self.backend.landmarks([img], box[None, :4])[0]
+        lms, img, origin = self._landmarks(view, box)
         track = _Track(t)
         track.anchor(lms, box, self.config.crop_size)
-        track.appearance = appearance(img, lms)
+        track.appearance = appearance(img, lms, crop_size=self.config.crop_size, origin=origin)
+        track.anchor_appearance = track.appearance
+        track.anchor_scale = _scale(align.similarity_from_landmarks(lms, self.config.crop_size))
         self._track = track
         self._tracks += 1
         for f in (self._f_centre, self._f_shape, self._f_lms):
@@ -206,9 +290,9 @@ class FaceTracker:
         best = int(np.argmax(iou))
         return (dets[best], float(iou[best])) if iou[best] >= self.config.iou_threshold else (None, 0.0)
 
-    def _plausible(self, lms: np.ndarray, track: _Track) -> bool:
-        """Landmarks that continue the track: no face-scale jump, no centre jump, centre in frame."""
-        a = align.similarity_from_landmarks(lms, self.config.crop_size)
+    def _plausible(self, a: np.ndarray, track: _Track) -> bool:
+        """Landmarks (aligned by ``a``) that continue the track: no face-scale jump, no centre jump, centre
+        in frame."""
         if abs(math.log(_scale(a) / _scale(track.affine))) > self.config.max_scale_change:
             return False
         centre = align.apply_affine(align.invert_affine(a), track.rel_c)
@@ -217,48 +301,65 @@ class FaceTracker:
         inside = 0 <= centre[0] < w and 0 <= centre[1] < h
         return inside and float(np.hypot(*(centre - prev_centre))) <= 0.5 * track.side
 
-    def _face(self, img: np.ndarray, t: int):
-        """Raw landmarks of the main face in this frame (or None), updating the track."""
+    def _due(self, t: int, track: _Track) -> str | None:
+        """Which detection this frame needs while a face is tracked: a full scan on schedule (new faces,
+        the face count), or a window re-detection when the tracking is unsure (the face scale moved away
+        from the one the box size was anchored at) or on the slower safety schedule."""
+        c = self.config
+        if t - self._last_full >= c.full_detect_every:
+            return "full"
+        if t - track.last_detect >= c.detect_every:
+            return "roi"
+        if track.affine is not None and abs(math.log(_scale(track.affine) / track.anchor_scale)) > c.rescale_detect:
+            return "roi"
+        if track.appearance is not None and track.anchor_appearance is not None and \
+                float((track.appearance * track.anchor_appearance).sum()) < c.anchor_ncc:
+            return "roi"  # the aligned face drifted away from how it looked when the box was anchored
+        return None
+
+    def _face(self, view: _View, t: int):
+        """Raw landmarks of the main face in this frame and their alignment (or None), updating the track."""
         c = self.config
         track = self._track
         if track is None:
-            return self._acquire(img, self._detect_full(img, t), t)
+            lms = self._acquire(view, self._detect_full(view, t), t)
+            return lms, (None if lms is None else align.similarity_from_landmarks(lms, c.crop_size))
         pred = track.predicted_box()
-        full_done = detected = False
+        due = self._due(t, track)
         det, iou, dets = None, 0.0, None
-        if t - self._last_full >= c.full_detect_every or t - track.last_detect >= c.detect_every:
-            full_done = t - self._last_full >= c.full_detect_every
-            dets = self._detect_full(img, t) if full_done else self._detect_roi(img, pred)
+        if due is not None:
+            dets = self._detect_full(view, t) if due == "full" else self._detect_roi(view, pred)
             det, iou = self._match(dets, pred)
-            detected = True
             track.last_detect = t
             track.misses = 0 if det is not None else track.misses + 1
         drift = det is not None and iou < c.reanchor_iou  # restart landmarks from the detector box
-        lms = self.backend.landmarks([img], (det if drift else pred)[None, :4])[0]
-        ok = drift or self._plausible(lms, track)
-        app = appearance(img, lms)
+        lms, img, origin = self._landmarks(view, det if drift else pred)
+        a = align.similarity_from_landmarks(lms, c.crop_size)
+        ok = drift or self._plausible(a, track)
+        app = appearance(img, lms, a, c.crop_size, origin)
         if ok and det is None and float((app * track.appearance).sum()) < c.verify_ncc:
             # the aligned face changed abruptly (cut, occlusion, face gone): confirm with a detection
-            if not detected:
-                det, iou = self._match(self._detect_roi(img, pred), pred)
+            if due is None:
+                det, iou = self._match(self._detect_roi(view, pred), pred)
                 track.last_detect = t
             ok = det is not None
         if ok and det is None and track.misses > c.max_missed_detections:
             ok = False
         if not ok:
             self._track = None  # lost: the largest/central face of a full scan (if any) takes over
-            return self._acquire(img, dets if full_done else self._detect_full(img, t), t)
+            lms = self._acquire(view, dets if due == "full" else self._detect_full(view, t), t)
+            return lms, (None if lms is None else align.similarity_from_landmarks(lms, c.crop_size))
         if det is not None:
             track.misses = 0
             track.anchor(lms, det, c.crop_size, 1.0 if drift else c.anchor_rate)
+            track.anchor_scale, track.anchor_appearance = _scale(a), app
         track.appearance = app
-        return lms
+        return lms, a
 
-    def _step(self, t: int, frame: np.ndarray) -> dict:
+    def _step(self, t: int, frame) -> dict:
         c = self.config
         s = c.crop_size
-        img = self.backend.prepare(frame)
-        lms = self._face(img, t)
+        lms, raw = self._face(_View(frame, self.backend), t)
         self._n += 1
         if lms is None:
             self._prev = None
@@ -268,9 +369,8 @@ class FaceTracker:
             self._num_faces_max = max(self._num_faces_max, n)
             return {"frame_index": t, "face_found": False, "num_faces": n, "box": None, "landmarks": None,
                     "landmarks_src": None, "affine": self._held_affine.astype(np.float32),
-                    "crop": align.warp_crop(frame, self._held_affine, s, c.border)}
+                    "crop": crop_frame(frame, self._held_affine, s, c.border)}
         track = self._track
-        raw = align.similarity_from_landmarks(lms, s)
         track.affine = raw
         if c.smoothing == "one_euro":
             p = align.similarity_params(raw, s)
@@ -295,21 +395,24 @@ class FaceTracker:
         self._num_faces_max = max(self._num_faces_max, n)
         return {"frame_index": t, "face_found": True, "num_faces": n, "box": box.astype(np.float32),
                 "landmarks": lms_crop.astype(np.float32), "landmarks_src": lms_s.astype(np.float32),
-                "affine": affine.astype(np.float32), "crop": align.warp_crop(frame, affine, s, c.border)}
+                "affine": affine.astype(np.float32), "crop": crop_frame(frame, affine, s, c.border)}
 
     # ------------------------------------------------------------ public
 
     def process(self, chunk) -> list[dict]:
         """Rows for the frames of one ``prep.media.FrameChunk`` (must follow the previous chunk)."""
-        frames = np.asarray(chunk.frames)
-        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-            raise ValueError(f"expected (n, H, W, 3) uint8 RGB frames, got {frames.shape} {frames.dtype}")
+        if isinstance(chunk.frames, np.ndarray) or not all(hasattr(f, "region") for f in chunk.frames):
+            arr = np.asarray(chunk.frames)
+            if arr.ndim != 4 or arr.shape[-1] != 3 or arr.dtype != np.uint8:
+                raise ValueError(f"expected (n, H, W, 3) uint8 RGB frames, got {arr.shape} {arr.dtype}")
+        frames = as_frames(chunk.frames)
         if self._next is not None and chunk.start != self._next:
             raise ValueError(f"chunk starts at frame {chunk.start}, expected {self._next} (chunks must be consecutive)")
-        if self._hw is None:
-            self._hw = frames.shape[1:3]
-        elif frames.shape[1:3] != self._hw:
-            raise ValueError(f"frame size changed from {self._hw} to {frames.shape[1:3]}")
+        for f in frames:
+            if self._hw is None:
+                self._hw = (f.h, f.w)
+            elif (f.h, f.w) != self._hw:
+                raise ValueError(f"frame size changed from {self._hw} to {(f.h, f.w)}")
         rows = [self._step(chunk.start + j, f) for j, f in enumerate(frames)]
         self._next = chunk.start + len(frames)
         return rows

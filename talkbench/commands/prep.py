@@ -31,6 +31,26 @@ def register(sub) -> None:
     c.add_argument("--no-3dmm", action="store_true", help="skip the 3DMM fit")
     c.add_argument("--bfm", metavar="DIR", help="3DDFA BFM basis folder (else $TALKBENCH_3DDFA_DIR or the cache dir)")
     c.add_argument("--segment-frames", type=int, help="split videos longer than this into segment tasks")
+    c.add_argument("--device", choices=["auto", "cpu", "cuda"],
+                   help="where the fan backend and the sync scorer run (auto: cuda when present)")
+    s = p.add_argument_group("shots (a source with hard cuts becomes one clip per shot)")
+    s.add_argument("--no-shots", action="store_true", help="do not split sources into shots")
+    s.add_argument("--shot-threshold", type=float, help="PySceneDetect ContentDetector threshold (default 27)")
+    s.add_argument("--min-shot-frames", type=int,
+                   help="shots of a multi-shot source shorter than this become failure rows (default 25)")
+    y = p.add_argument_group("sync QA (SyncNet offset / confidence per clip; marks clips, never drops them)")
+    y.add_argument("--syncnet", metavar="PATH",
+                   help="syncnet_v2.model (default: $TALKBENCH_SYNCNET or the cache dir; absent: columns null)")
+    y.add_argument("--sync-expert", metavar="CKPT",
+                   help="score with an in-domain sync expert checkpoint instead (recorded as such)")
+    y.add_argument("--no-sync", action="store_true", help="no sync QA")
+    y.add_argument("--sync-min-conf", type=_float_or_none, metavar="X", default=argparse.SUPPRESS,
+                   help="flag clips with a lower confidence (default 3, LatentSync's; 'none' disables)")
+    y.add_argument("--sync-max-offset", type=_int_or_none, metavar="N", default=argparse.SUPPRESS,
+                   help="flag clips with |offset| above N frames (default 6; 'none' disables)")
+    y.add_argument("--sync-shift", action="store_true",
+                   help="shift the stored mel / MFCC of clips that pass the sync checks to offset 0")
+    y.add_argument("--sync-max-windows", type=int, help="5-frame windows scored per clip (default 200)")
     f = p.add_argument_group("QA filters (mark clips, never drop them; 'none' disables)")
     for name, help_ in [("min-face-fraction", "fraction of frames with a face"),
                         ("min-face-size", "median face box side, px"), ("max-jitter", "landmark jitter, crop px"),
@@ -42,6 +62,10 @@ def register(sub) -> None:
 
 def _float_or_none(s: str):
     return None if s.lower() == "none" else float(s)
+
+
+def _int_or_none(s: str):
+    return None if s.lower() == "none" else int(s)
 
 
 def build_config(args):
@@ -62,12 +86,57 @@ def build_config(args):
                  "max_fit_residual"):
         if hasattr(args, name):  # given on the command line (None = disabled)
             filters = replace(filters, **{name: getattr(args, name)})
-    kw = {"faces": FaceConfig.from_dict(faces), "filters": filters}
+    shots = cfg.shots
+    if args.no_shots:
+        shots = replace(shots, enabled=False)
+    if args.shot_threshold is not None:
+        shots = replace(shots, threshold=args.shot_threshold)
+    if args.min_shot_frames is not None:
+        shots = replace(shots, min_shot_frames=args.min_shot_frames)
+    sync = cfg.sync
+    if args.sync_expert and not hasattr(args, "sync_min_conf"):
+        sync = replace(sync, min_conf=None)  # 3 is on SyncNet's scale, not the expert's
+    for name in ("sync_min_conf", "sync_max_offset"):
+        if hasattr(args, name):
+            sync = replace(sync, **{name[5:]: getattr(args, name)})
+    if args.sync_shift:
+        sync = replace(sync, shift=True)
+    if args.sync_max_windows is not None:
+        sync = replace(sync, max_windows=args.sync_max_windows)
+    kw = {"faces": FaceConfig.from_dict(faces), "filters": filters, "shots": shots, "sync": sync}
     if args.crop_codec:
         kw["crop_codec"] = args.crop_codec
     if args.segment_frames:
         kw["segment_frames"] = args.segment_frames
+    if args.device:
+        kw["device"] = args.device
     return replace(cfg, **kw)
+
+
+def build_sync_scorer(args, device: str = "auto"):
+    """(scorer, why there is none): evalkit's SyncNet when its weights are found, an in-domain expert with
+    ``--sync-expert``, else None and the reason the manifest records."""
+    if args.no_sync:
+        return None, "sync QA disabled (--no-sync)"
+    from talkbase.weights import WeightsNotFound, resolve
+
+    from evalkit.sync_qa import SyncExpertQA, SyncNetQA
+
+    def dev():  # torch only once a scorer will run (its import is ~2 s of start-up)
+        if device != "auto":
+            return device
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
+    if args.sync_expert:
+        return SyncExpertQA(str(args.sync_expert), dev()), None
+    try:
+        path = resolve("syncnet", "syncnet_v2.model", args.syncnet)
+    except WeightsNotFound as e:
+        return None, (f"SyncNet weights not found, so sync_offset / sync_conf are null: {e} "
+                      "(or score with an in-domain expert: --sync-expert CKPT)")
+    return SyncNetQA(str(path), device=dev()), None
 
 
 def main(args) -> int:
@@ -79,10 +148,11 @@ def main(args) -> int:
         os.environ["TALKBENCH_3DDFA_DIR"] = os.path.abspath(args.bfm)
     try:
         cfg = build_config(args)
+        scorer, unavailable = build_sync_scorer(args, cfg.device)
         summary = run_prep(args.input, args.out, cfg, recipe=args.recipe, scheduler=args.scheduler,
                            n_workers=args.workers, threads_per_worker=args.threads_per_worker,
                            memory_limit=args.memory_limit, progress=not args.no_progress,
-                           overwrite=args.overwrite)
+                           overwrite=args.overwrite, sync_scorer=scorer, sync_unavailable=unavailable)
     except (PrepUsageError, FileNotFoundError, ValueError) as e:
         print(f"talkbench prep: error: {e}", file=sys.stderr)
         return 2

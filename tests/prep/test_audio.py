@@ -117,3 +117,23 @@ def test_any_source_rate_gives_rule_lengths(tmp_path_factory, fps, sr, seconds):
     assert len(clip.audio) == clip.num_frames * 640
     assert audio.melspectrogram(clip.audio).shape[1] == audio.num_mel_frames(clip.num_frames)
     assert audio.mfcc(clip.audio).shape[0] == audio.num_mfcc_frames(clip.num_frames)
+
+
+def test_numpy_resampler_and_preemphasis_match_scipy():
+    """prep avoids importing scipy.signal (start-up); its replacements agree with it."""
+    from scipy.signal import lfilter, resample_poly
+
+    from prep.resample import resample_poly as ours
+
+    rng = np.random.default_rng(0)
+    for up, down in ((1, 3), (160, 441), (1, 2), (2, 3)):  # 48k, 44.1k, 32k, 24k -> 16 kHz
+        for n in (1, 5, 4801, 3 * 44100 + 7):
+            x = rng.normal(size=n)
+            ref = resample_poly(x, up, down)
+            got = ours(x, up, down)
+            assert got.shape == ref.shape
+            np.testing.assert_allclose(got, ref, rtol=0, atol=1e-13)
+    wav = rng.normal(size=16000)
+    emph = wav.copy()
+    emph[1:] -= 0.97 * wav[:-1]
+    np.testing.assert_array_equal(emph, lfilter([1.0, -0.97], [1.0], wav))

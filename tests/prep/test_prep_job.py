@@ -88,6 +88,7 @@ def test_every_input_is_a_clip_or_a_failure(prepped, mixed_input):
     n_inputs = len([p for p in mixed_input.rglob("*.mp4")])
     clips, fails = read_clips(out), read_failures(out)
     assert clips.num_rows + fails.num_rows == n_inputs == summary.inputs
+    assert summary.shots == summary.inputs  # no input here has a cut: one shot each
     assert (summary.ok, summary.failed) == (3, len(BROKEN))
     failed = {Path(r["source_path"]).relative_to(mixed_input).as_posix(): r for r in fails.to_pylist()}
     assert set(failed) == set(BROKEN)
@@ -159,7 +160,8 @@ def test_manifest_lists_every_shard_with_its_hash(prepped):
         for s in m["shards"][kind]:
             assert sha256_file(out / s["path"]) == s["sha256"]
             assert pq.ParquetFile(out / s["path"]).metadata.num_rows == s["rows"]
-    assert m["counts"] == {"inputs": 9, "clips": 3, "failed": 6, "frames": m["counts"]["frames"], "qa_pass": 3}
+    assert m["counts"] == {"inputs": 9, "shots": 9, "clips": 3, "failed": 6, "frames": m["counts"]["frames"],
+                           "qa_pass": 3}
     assert m["config_hash"] == FAST.content_hash() and "dlib" in json.dumps(m["config"])
     assert not list(out.rglob("*.tmp"))
 
