@@ -25,6 +25,7 @@ from . import audio as audio_features
 from . import media, qa
 from .config import PrepConfig
 from .errors import FaceError, MediaError, TalkbenchError, TooShort
+from .failures import TRANSIENT_STAGE, is_transient
 from .inputs import InputItem
 from .shards import encode_crop, rows_to_table, write_table_atomic, write_tables_atomic
 
@@ -187,7 +188,7 @@ def finalize_clip(it: InputItem, segments: list[dict], cfg: PrepConfig, work_roo
     face["num_frames"], face["face_fraction"] = num_frames, found / num_frames
     if found == 0:
         raise FaceError(it.clip_id, f"no face found in any of {num_frames} frames")
-    wav = media.read_audio(it.source_path, num_frames)
+    wav, audio_coverage = media.read_audio_covered(it.source_path, num_frames)
     mel = audio_features.melspectrogram(wav)
     mfcc = audio_features.mfcc(wav)
     fc = cfg.faces
@@ -198,7 +199,7 @@ def finalize_clip(it: InputItem, segments: list[dict], cfg: PrepConfig, work_roo
         "qa_face_fraction": face["face_fraction"], "qa_face_size": face["face_size"],
         "qa_num_faces": face["num_faces_max"], "qa_jitter": face["jitter"],
         "qa_blur": float(np.median(face["blur"])) if face["blur"] else float("nan"),
-        "qa_loudness_db": qa.loudness_db(wav), "qa_fit_residual": residual,
+        "qa_loudness_db": qa.loudness_db(wav), "qa_fit_residual": residual, "qa_audio_coverage": audio_coverage,
     }
     face_flags = clip_checks(dict(face, **({"fit_residual": residual} if mm_cols else {})), fc, it.clip_id)
     flags, passed = qa.apply_filters(measures, cfg.filters)
@@ -229,6 +230,13 @@ def finalize_clip(it: InputItem, segments: list[dict], cfg: PrepConfig, work_roo
 
 
 def failure_record(item: InputItem, exc: BaseException, stage: str | None = None) -> dict:
+    """The failure row of ``item``. An environment failure (:func:`prep.failures.is_transient`) gets
+    ``transient=True`` and stage ``environment``: :func:`commit_failure` never commits it."""
+    if is_transient(exc):
+        return {"status": "failed", "clip_id": item.clip_id, "source_path": item.source_path,
+                "stage": TRANSIENT_STAGE, "error_type": type(exc).__name__, "transient": True,
+                "message": "".join(traceback.format_exception_only(type(exc), exc)).strip()
+                           + " (not the input's fault: retried on the next run)"}
     if isinstance(exc, (MediaError, FaceError)):
         stage, message = stage or exc.stage, exc.reason
     elif isinstance(exc, TalkbenchError):
@@ -241,6 +249,9 @@ def failure_record(item: InputItem, exc: BaseException, stage: str | None = None
 
 
 def commit_failure(item: InputItem, record: dict, work_root: str) -> dict:
+    """Commit a content failure (a rerun trusts it); an environment failure is returned, not committed."""
+    if record.get("transient"):
+        return record
     try:
         record = dict(record, source_stat=source_stat(item.source_path))
     except OSError:

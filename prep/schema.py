@@ -55,6 +55,7 @@ CLIPS_SCHEMA = pa.schema([
     pa.field("qa_blur", pa.float32()),  # variance of Laplacian on the mouth region of crops
     pa.field("qa_loudness_db", pa.float32()),  # RMS dBFS of the 16 kHz audio
     pa.field("qa_fit_residual", pa.float32()),  # mean 3DMM keypoint residual, source px
+    pa.field("qa_audio_coverage", pa.float32()),  # fraction of the clip's audio read from the file (not padding)
     pa.field("qa_flags", pa.list_(pa.string())),  # reasons a --filter marked this clip
     pa.field("qa_pass", pa.bool_()),
 ])
@@ -81,6 +82,7 @@ FAILURES_SCHEMA = pa.schema([
     pa.field("stage", pa.string(), nullable=False),  # open / decode / audio / faces / 3dmm / qa / internal
     pa.field("error_type", pa.string(), nullable=False),
     pa.field("message", pa.string(), nullable=False),
+    pa.field("transient", pa.bool_()),  # an environment failure (disk full, memory, killed worker): retried
 ])
 
 SCHEMAS = {"clips": CLIPS_SCHEMA, "frames": FRAMES_SCHEMA, "failures": FAILURES_SCHEMA}
