@@ -124,6 +124,12 @@ def main(args) -> int:
     except (TalkbenchError, FileNotFoundError, ValueError) as e:
         print(f"talkbench prep: error: {' '.join(str(e).splitlines())}", file=sys.stderr)
         return 2
+    except (OSError, MemoryError) as e:  # the environment, while the shards were written: nothing is lost
+        what = e.filename or args.out if isinstance(e, OSError) else args.out
+        why = e.strerror or e if isinstance(e, OSError) else "out of memory"
+        print(f"talkbench prep: error: cannot write {what} ({why}); free space / memory and rerun: committed "
+              "clips are kept and environment failures are retried", file=sys.stderr)
+        return 2
     for f in summary.failures:
         mark = " (environment: retried on the next run)" if f.get("transient") else ""
         print(f"  failed [{f['stage']}] {f['source_path']}: {f['message'].splitlines()[0]}{mark}", file=sys.stderr)
