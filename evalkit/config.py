@@ -6,6 +6,7 @@ never ranked together. Bump ``PROTOCOL_VERSION`` when anything shared by every m
 """
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field, replace
 
 PROTOCOL_VERSION = "evalkit-2.0"  # 2.0: protocols are built by each metric module from its own constants
@@ -57,6 +58,7 @@ class EvalConfig:
     allow_uncalibrated_fid: bool = False
     inception_seed: int = 0
     limits: SubmissionLimits = field(default_factory=SubmissionLimits)
+    device: str = "cpu"  # where SyncNet / Inception / S3FD / the sync expert run ("cuda", "cuda:1", "mps")
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -69,6 +71,8 @@ class EvalConfig:
             raise ValueError(f"lse_detector must be one of {LSE_DETECTORS}, got {self.lse_detector!r}")
         if self.lmd_preset not in LMD_PRESETS:
             raise ValueError(f"lmd_preset must be one of {LMD_PRESETS}, got {self.lmd_preset!r}")
+        if not isinstance(self.device, str) or not re.fullmatch(r"cpu|mps|cuda(:\d+)?", self.device):
+            raise ValueError(f"device must be cpu, cuda, cuda:N or mps, got {self.device!r}")
         for name in ("crop_size", "csim_stride", "fid_stride", "chunk_size"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1")

@@ -44,32 +44,32 @@ def video_level_needs(needs: set[str], config) -> set[str]:
 # ---------------------------------------------------------------- per-process networks
 
 @lru_cache(maxsize=2)
-def inception(path, seed):
+def inception(path, seed, device="cpu"):
     from .metrics.fid import inference_model
     from .nets.inception import load_inception
 
-    return inference_model(load_inception(path, allow_random=path is None, seed=seed or 0), fuse=True)
+    return inference_model(load_inception(path, allow_random=path is None, seed=seed or 0), fuse=True).to(device)
 
 
 @lru_cache(maxsize=2)
-def syncnet(path):
+def syncnet(path, device="cpu"):
     from .nets.syncnet import load_syncnet
 
-    return load_syncnet(path)
+    return load_syncnet(path).to(device)
 
 
 @lru_cache(maxsize=2)
-def sync_expert(path):
+def sync_expert(path, device="cpu"):
     from .nets.sync_expert import load_sync_expert
 
-    return load_sync_expert(path)
+    return load_sync_expert(path, device=device)
 
 
 @lru_cache(maxsize=2)
-def s3fd(path):
+def s3fd(path, device="cpu"):
     from .nets.s3fd import S3FDDetector, load_s3fd
 
-    return S3FDDetector(load_s3fd(path))
+    return S3FDDetector(load_s3fd(path), device=device)
 
 
 @lru_cache(maxsize=1)
@@ -86,12 +86,12 @@ def embedder(chip_size: int, padding: float):
     return DlibFaceEmbedder(chip_size, padding)
 
 
-def features(path, seed, images: np.ndarray) -> np.ndarray:
+def features(path, seed, images: np.ndarray, device: str = "cpu") -> np.ndarray:
     from .metrics.fid import FEATURE_DIM, extract_features
 
     if not len(images):
         return np.zeros((0, FEATURE_DIM), np.float32)
-    return extract_features(inception(path, seed), [images], batch_size=max(1, len(images)), fuse=False)
+    return extract_features(inception(path, seed, device), [images], batch_size=max(1, len(images)), fuse=False)
 
 
 def fid_frame_mask(face: np.ndarray, stride: int, region: str) -> np.ndarray:
@@ -189,7 +189,7 @@ class ChunkInputs:
             images = self.gen_crops[np.searchsorted(self.face_pos, sel)] if len(sel) else self.gen_crops[:0]
         else:
             images = self.gen_frames[sel]
-        return features(w.path, w.seed, images)
+        return features(w.path, w.seed, images, self.config.device)
 
     @cached_property
     def gen_seq_crops(self) -> np.ndarray:
@@ -198,7 +198,7 @@ class ChunkInputs:
     @cached_property
     def gen_detections(self) -> list:
         if self.config.lse_detector == "s3fd":
-            return s3fd(self.task.weights.path("s3fd")).detect(self.gen_frames, scale=0.25)  # upstream's facedet_scale
+            return s3fd(self.task.weights.path("s3fd"), self.config.device).detect(self.gen_frames, scale=0.25)  # upstream's facedet_scale
         return face_backend().detect(self.gen_frames)
 
 
@@ -254,7 +254,7 @@ class VideoInputs:
         from . import syncnet_crop
         from .metrics.lse import lse
 
-        model = syncnet(self.task.weights.path("syncnet"))
+        model = syncnet(self.task.weights.path("syncnet"), self.config.device)
         wav = to_int16(self.gen_audio)
         if self.config.lse_crop == "aligned":
             return lse(syncnet_crop.aligned_crops(self.gen_seq_crops), wav, model)
@@ -265,7 +265,7 @@ class VideoInputs:
         cx, cy, half = syncnet_crop.smooth_track(track)
         crops = np.empty((len(track.frames), syncnet_crop.CROP_SIZE, syncnet_crop.CROP_SIZE, 3), np.uint8)
         for ch in media.iter_frames(self.task.video.path, chunk_size=int(self.config.chunk_size), start=track.start,
-                                    stop=track.stop):
+                                    stop=track.stop, max_pixels=self.config.limits.max_pixels):
             for j, frame in enumerate(ch.frames):
                 k = ch.start + j - track.start
                 crops[k] = syncnet_crop.crop_frame(frame, cx[k], cy[k], half[k])[..., ::-1]
@@ -275,7 +275,7 @@ class VideoInputs:
     def sync_expert(self) -> dict:
         from prep.audio import melspectrogram
 
-        scorer = sync_expert(self.task.weights.path("sync_expert"))
+        scorer = sync_expert(self.task.weights.path("sync_expert"), self.config.device)
         return scorer.clip_sync(self.gen_seq_crops, melspectrogram(self.gen_audio), valid=self.face)
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from talkbase import __version__
 from talkbase.executor import Executor
 from talkbase.fileio import atomic_write_bytes, sha256_file
+from talkbase.paths import relative_text
 from talkbase.results import PER_VIDEO_FILE, RESULTS_FILE, dumps, parse_results, protocol_hash
 from talkbase.threads import one_thread
 
@@ -104,6 +105,38 @@ def _main_weights(spec, config, weights: ResolvedWeights):
     return weights.get(names[0]) if names else None
 
 
+def _check_device(device: str) -> None:
+    """Fail before any decoding when the asked-for device does not exist here."""
+    if device == "cpu":
+        return
+    import torch
+
+    ok = (device == "mps" and torch.backends.mps.is_available()) or (
+        device.startswith("cuda") and torch.cuda.is_available()
+        and int((device.split(":") + ["0"])[1]) < torch.cuda.device_count())
+    if not ok:
+        raise EvaluationError(f"--device {device}: no such device here (torch {torch.__version__}, "
+                              f"CUDA available: {torch.cuda.is_available()}); use --device cpu")
+
+
+def _path_roots(reference: Path, submission: Path) -> dict[str, str]:
+    from talkbase.weights import cache_dir
+
+    home = Path.home()
+    return {"<submission>": str(submission.resolve()), "<reference>": str(reference.resolve()),
+            "$TALKBENCH_CACHE/models": str(cache_dir()), "~": str(home) if str(home) != "/" else ""}
+
+
+def _relative_entry(entry: dict, roots: dict) -> dict:
+    out = dict(entry)
+    for key in ("skipped_reason", "note"):
+        if isinstance(out.get(key), str):
+            out[key] = relative_text(out[key], roots)
+    if isinstance(out.get("skip_reasons"), dict):
+        out["skip_reasons"] = {relative_text(k, roots): v for k, v in out["skip_reasons"].items()}
+    return out
+
+
 # ---------------------------------------------------------------- evaluate
 
 def evaluate(reference, submission, out, mode: str = "reconstruction", metrics=None, scheduler=None,
@@ -111,7 +144,7 @@ def evaluate(reference, submission, out, mode: str = "reconstruction", metrics=N
              allow_uncalibrated_fid: bool = False, sync_expert=None, submission_meta: dict | None = None,
              crop: str = "aligned", lse_crop: str = "aligned", limits: SubmissionLimits | None = None,
              benchmark_name: str | None = None, fid_cache_dir=None, config: EvalConfig | None = None,
-             progress: bool = False, **options) -> dict:
+             progress: bool = False, follow_symlinks_inside=(), **options) -> dict:
     """Score ``submission`` (a dir of ``<clip_id>.mp4``) against the prep output ``reference``.
 
     Writes ``out/results.json`` (``talkbench-results/1``, :mod:`talkbase.results`) and ``out/per_video.parquet``;
@@ -120,7 +153,11 @@ def evaluate(reference, submission, out, mode: str = "reconstruction", metrics=N
     --list-metrics``). ``crop``: ``aligned`` (face crop from the reference affine) or ``full`` frames for
     PSNR/SSIM/FID; ``lse_crop``: ``aligned`` or ``syncnet-pipeline`` (detector ``lse_detector="dlib"`` or
     ``"s3fd"``). ``scheduler``: None (LocalCluster), a Dask address / Client, or ``"inline"``. ``options``:
-    other :class:`EvalConfig` fields (``csim_stride``, ``fid_stride``, ``crop_size``, ``lmd_preset``, ...).
+    other :class:`EvalConfig` fields (``csim_stride``, ``fid_stride``, ``crop_size``, ``lmd_preset``,
+    ``device`` for the networks, ...). ``follow_symlinks_inside``: folders a submission's symlinks may point
+    into (else a symlink leaving the submission folder is skipped as ``unsafe_path``).
+    Reasons in results.json name files relative to the submission / reference folders, never by this
+    machine's absolute paths.
 
     Raises :class:`FIDWeightsMissing` when FID is requested without official weights and without
     ``allow_uncalibrated_fid``, and :class:`EvaluationError` when a metric or weight file asked for explicitly
@@ -142,12 +179,16 @@ def evaluate(reference, submission, out, mode: str = "reconstruction", metrics=N
     else:
         config = config.with_(metrics=registry.select(config.metrics, config.mode))
     specs = [registry.get(n) for n in config.metrics]
+    _check_device(config.device)
     prep_out = PrepOutput.open(reference)
     shards_sha = prep_out.shards_sha256
 
     # networks: decided once, here. Asked-for metrics and explicitly named files must be usable.
     paths = WeightPaths(syncnet=syncnet_path, inception=inception_path, s3fd=s3fd_path, sync_expert=sync_expert)
     needed = {w for s in specs for w in s.weights(config)}
+    for name, given in vars(paths).items():
+        if given and name not in needed:
+            log.warning("--%s %s is not used by these metrics / options; ignored", name.replace("_", "-"), given)
     explicit = {w for s in specs for w in s.weights(config) if metrics} | \
         {k for k, v in vars(paths).items() if v and k != "inception"}
     weights, unusable = resolve_weights(needed, config, paths, required=explicit & needed)
@@ -160,7 +201,8 @@ def evaluate(reference, submission, out, mode: str = "reconstruction", metrics=N
     protocols = _protocols(specs, config, weights)
 
     ref_clips, skipped = load_reference(prep_out, config.split)
-    accepted, sub_skips = validate_submission(reference, submission, config.mode, config.limits, split=config.split)
+    accepted, sub_skips = validate_submission(reference, submission, config.mode, config.limits, split=config.split,
+                                              follow_inside=follow_symlinks_inside)
     bad_refs = {s["clip_id"] for s in skipped}
     skipped += [s for s in sub_skips if s["clip_id"] not in bad_refs]
     active = tuple(s.name for s in specs if s.name not in skipped_metric)
@@ -229,6 +271,9 @@ def evaluate(reference, submission, out, mode: str = "reconstruction", metrics=N
         entries = _merge(specs, scores, config, protocols, weights, skipped_metric, fid_ref, n_expected, video_skips)
     skipped.sort(key=lambda s: (s["code"] == "unknown_clip", s["clip_id"]))
     n_scored = sum(1 for r in scores if r.status == "scored")
+    roots = _path_roots(reference, submission)
+    skipped = [dict(s, reason=relative_text(s["reason"], roots)) for s in skipped]
+    entries = {k: _relative_entry(e, roots) for k, e in entries.items()}
 
     from .per_video import per_video_table
 
@@ -265,7 +310,7 @@ def _merge(specs, scores, config, protocols, weights, skipped_metric, fid_ref, n
     for spec in specs:
         w = _main_weights(spec, config, weights)
         common = dict(protocol=protocols[spec.name], weights_sha256=w.sha256 if w else None,
-                      calibrated=w.calibrated if w else True)
+                      calibrated=w.calibrated if w else True, weights_status=w.status if w else None)
         if spec.name in skipped_metric:
             entries[spec.name] = metric_entry(spec, {}, n_expected, skipped_reason=skipped_metric[spec.name], **common)
             continue
@@ -282,7 +327,10 @@ def _merge(specs, scores, config, protocols, weights, skipped_metric, fid_ref, n
                 spec.merge(merged, v)
         summary = spec.summary(merged, ctx)
         extra = {"skip_reasons": reasons}
-        if w is not None and not w.calibrated:
+        if w is not None and w.status == "unverified":
+            extra["note"] = (f"UNVERIFIED {spec.label}: the {w.name} file's sha256 {w.sha256[:12]}… is not a pinned "
+                             "official hash (talkbase.weights); not comparable with published numbers")
+        elif w is not None and not w.calibrated:
             extra["note"] = (f"UNCALIBRATED {spec.label}: {w.name} weights are not the official file ({w.source}, "
                              f"sha256 {w.sha256[:12]}); not comparable with published numbers")
         entries[spec.name] = metric_entry(spec, summary, n_expected, skipped_reason=None if summary.get("value")

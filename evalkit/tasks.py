@@ -25,10 +25,11 @@ class WeightsInfo:
     calibrated: bool  # the official file (pinned sha256), or an in-domain expert given on purpose
     source: str = "file"
     seed: int | None = None
+    status: str = "official"  # official | unverified (a file whose sha256 is not pinned) | random | in-domain
 
     def protocol(self) -> dict:
         """What a metric's protocol records about its weights."""
-        out = {"sha256": self.sha256, "calibrated": self.calibrated}
+        out = {"sha256": self.sha256, "calibrated": self.calibrated, "status": self.status}
         if self.source != "file":
             out["source"] = self.source
         return out

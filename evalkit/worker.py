@@ -39,13 +39,13 @@ def reference_fid_features(task: ReferenceFIDTask) -> dict:
             affines = crop_affines(np.asarray(clip.affines), cfg.crop_size / clip.crop_size, (1, 1))
             use = fid_frame_mask(clip.face, cfg.fid_stride, cfg.region)
             feats = []
-            for ch in media.iter_frames(clip.path, chunk_size=cfg.chunk_size, stop=clip.num_frames):
+            for ch in media.iter_frames(clip.path, chunk_size=cfg.chunk_size, stop=clip.num_frames, max_pixels=None):
                 sel = [i for i in range(ch.start, ch.start + len(ch.frames)) if use[i]]
                 if sel:
                     imgs = ch.frames[[i - ch.start for i in sel]]
                     if cfg.region == "aligned":
                         imgs = warp_many(imgs, affines[sel], cfg.crop_size)
-                    feats.append(features(w.path, w.seed, imgs))
+                    feats.append(features(w.path, w.seed, imgs, cfg.device))
         f = np.concatenate(feats) if feats else np.zeros((0, 2048), np.float32)
         return {"clip_id": clip.clip_id, "status": "ok", "features": f}
     except Exception as e:  # noqa: BLE001 - reported, never raised through Dask
@@ -78,8 +78,8 @@ def _score_video(task: EvalTask) -> dict:
     accumulators = {s.name: s.new(cfg) for s in specs}
     fed = [s for s in specs if s.feed is not None]
     n = geo.n
-    ref_iter = media.iter_frames(task.clip.path, chunk_size=cfg.chunk_size, stop=n)
-    gen_iter = media.iter_frames(task.video.path, chunk_size=cfg.chunk_size, stop=n)
+    ref_iter = media.iter_frames(task.clip.path, chunk_size=cfg.chunk_size, stop=n, max_pixels=None)  # verified
+    gen_iter = media.iter_frames(task.video.path, chunk_size=cfg.chunk_size, stop=n, max_pixels=cfg.limits.max_pixels)
     done = 0
     for rch, gch in zip(ref_iter, gen_iter):
         if rch.start != gch.start:

@@ -51,8 +51,14 @@ def register(subparsers) -> None:
                    help="without official Inception weights, compute FID with a seeded random network, "
                         "labelled uncalibrated")
     p.add_argument("--sync-expert", default=None, metavar="PATH", help="in-domain sync expert checkpoint")
+    p.add_argument("--device", default="cpu", choices=None, metavar="DEVICE",
+                   help="where SyncNet / Inception / S3FD / the sync expert run: cpu (default), cuda, cuda:N, mps "
+                        "(GPU numbers can differ from CPU ones in the last digits; the device is recorded)")
+    p.add_argument("--follow-symlinks-inside", action="append", default=[], metavar="DIR",
+                   help="follow submission symlinks that point into DIR (repeatable; you vouch for DIR). "
+                        "Without it a symlink leaving the submission folder is skipped")
     p.add_argument("--scheduler", default=None, metavar="ADDR",
-                   help="Dask scheduler address (default: a local cluster); 'inline' for this process")
+                   help="Dask scheduler address (default: a local cluster on 127.0.0.1); 'inline' for this process")
     p.add_argument("--workers", type=int, default=None, help="local cluster workers (default: CPU count)")
     p.add_argument("--fid-cache", default=None, metavar="DIR", help="FID reference-statistics cache dir")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -94,7 +100,8 @@ def format_summary(results: dict) -> str:
         else:
             val = f"{m['value']:.4f}"
             err = "" if m["stderr"] is None else f"{m['stderr']:.4f}"
-            note = "" if m["calibrated"] else "UNCALIBRATED"
+            note = "" if m["calibrated"] else "UNVERIFIED weights" if m.get("weights_status") == "unverified" \
+                else "UNCALIBRATED"
             if m.get("warning"):
                 note = (note + "; " if note else "") + "low N"
         lines.append(f"{name:<14} {label:<16} {ARROW[m['higher_is_better']]:1} {val:>12} {err:>10}  {m['n_scored']:>5}  "
@@ -106,12 +113,16 @@ def format_summary(results: dict) -> str:
         if s.get("code") != "unknown_clip":
             lines.append(f"  skipped {s['clip_id']} [{s.get('code')}]: {s['reason']}")
     if (n.get("skip_codes") or {}).get("unsafe_path"):
-        lines.append("  hint: symlinked submission files are never followed; copy the videos into the folder")
+        lines.append("  hint: symlinks that leave the submission folder are not followed: copy the videos in "
+                     "(cp -L), or pass --follow-symlinks-inside DIR for the folder they point into")
+    if not n["scored"]:
+        lines.append("nothing was scored: see the reasons above (exit status 1)")
     return "\n".join(lines)
 
 
 def run(args) -> int:
     from evalkit.runner import EvaluationError, evaluate
+    from prep.errors import TalkbenchError
 
     if args.list_metrics:
         print(list_metrics_text(args.syncnet, args.inception, args.s3fd, args.sync_expert))
@@ -121,7 +132,7 @@ def run(args) -> int:
         print(f"talkbench eval: {', '.join(missing)} required (or --list-metrics)", file=sys.stderr)
         return 2
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
-    options = {"lmd_preset": args.lmd_preset, "lse_detector": args.lse_detector}
+    options = {"lmd_preset": args.lmd_preset, "lse_detector": args.lse_detector, "device": args.device}
     if args.csim_stride:
         options["csim_stride"] = args.csim_stride
     if args.fid_stride:
@@ -134,9 +145,10 @@ def run(args) -> int:
                            inception_path=args.inception, allow_uncalibrated_fid=args.allow_uncalibrated_fid,
                            sync_expert=args.sync_expert, submission_meta=meta, crop=args.crop,
                            lse_crop=args.lse_crop, s3fd_path=args.s3fd, benchmark_name=args.benchmark_name,
-                           fid_cache_dir=args.fid_cache, split=args.split, progress=not args.no_progress, **options)
-    except (EvaluationError, ValueError, FileNotFoundError, NotADirectoryError) as e:
-        print(f"talkbench eval: {e}", file=sys.stderr)
+                           fid_cache_dir=args.fid_cache, split=args.split, progress=not args.no_progress,
+                           follow_symlinks_inside=args.follow_symlinks_inside, **options)
+    except (EvaluationError, ValueError, FileNotFoundError, NotADirectoryError, TalkbenchError) as e:
+        print(f"talkbench eval: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
     print(format_summary(results))
     print(f"results: {args.out}/results.json")
