@@ -59,6 +59,7 @@ class EvalConfig:
     inception_seed: int = 0
     limits: SubmissionLimits = field(default_factory=SubmissionLimits)
     device: str = "cpu"  # where SyncNet / Inception / S3FD / the sync expert run ("cuda", "cuda:1", "mps")
+    audio_check: bool = True  # a submission must carry the audio it claims (evalkit.audio_check)
 
     def __post_init__(self):
         if self.mode not in MODES:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import json
 import logging
 import re
 import sys
@@ -105,6 +106,42 @@ def _main_weights(spec, config, weights: ResolvedWeights):
     return weights.get(names[0]) if names else None
 
 
+def _read_pairs(pairs, config: EvalConfig, prep_out) -> dict[str, str] | None:
+    if pairs is None:
+        return None
+    if config.mode != "cross":
+        raise EvaluationError("--pairs names the driving audio of cross-mode submissions; add --mode cross")
+    from .pairs import PairsError, read_pairs
+
+    if isinstance(pairs, dict):
+        return dict(pairs)
+    try:
+        return read_pairs(pairs, [c.clip_id for c in prep_out.clips(config.split)])
+    except PairsError as e:
+        raise EvaluationError(str(e)) from None
+
+
+def _audio_source(clip_id: str, config: EvalConfig, clips: dict, pair_map):
+    """The clip whose audio ``clip_id``'s submission must carry: None (no check), or False when that clip's
+    source is not available."""
+    from .tasks import AudioSource
+
+    if not config.audio_check:
+        return None
+    src = clip_id if config.mode == "reconstruction" else (pair_map or {}).get(clip_id)
+    if src is None:
+        return None  # cross mode without a pairs list: which audio drives it is not known
+    c = clips.get(src)
+    return AudioSource(c.clip_id, c.path, c.num_frames) if c is not None else False
+
+
+def _pairs_record(pairs, pair_map: dict) -> dict:
+    out = {"n": len(pair_map), "sha256": hashlib.sha256(json.dumps(sorted(pair_map.items())).encode()).hexdigest()}
+    if not isinstance(pairs, dict):
+        out["file"] = Path(pairs).name
+    return out
+
+
 def _check_device(device: str) -> None:
     """Fail before any decoding when the asked-for device does not exist here."""
     if device == "cpu":
@@ -144,7 +181,7 @@ def evaluate(reference, submission, out, mode: str = "reconstruction", metrics=N
              allow_uncalibrated_fid: bool = False, sync_expert=None, submission_meta: dict | None = None,
              crop: str = "aligned", lse_crop: str = "aligned", limits: SubmissionLimits | None = None,
              benchmark_name: str | None = None, fid_cache_dir=None, config: EvalConfig | None = None,
-             progress: bool = False, follow_symlinks_inside=(), **options) -> dict:
+             progress: bool = False, follow_symlinks_inside=(), pairs=None, **options) -> dict:
     """Score ``submission`` (a dir of ``<clip_id>.mp4``) against the prep output ``reference``.
 
     Writes ``out/results.json`` (``talkbench-results/1``, :mod:`talkbase.results`) and ``out/per_video.parquet``;
@@ -155,7 +192,11 @@ def evaluate(reference, submission, out, mode: str = "reconstruction", metrics=N
     ``"s3fd"``). ``scheduler``: None (LocalCluster), a Dask address / Client, or ``"inline"``. ``options``:
     other :class:`EvalConfig` fields (``csim_stride``, ``fid_stride``, ``crop_size``, ``lmd_preset``,
     ``device`` for the networks, ...). ``follow_symlinks_inside``: folders a submission's symlinks may point
-    into (else a symlink leaving the submission folder is skipped as ``unsafe_path``).
+    into (else a symlink leaving the submission folder is skipped as ``unsafe_path``). ``pairs``: cross mode, a
+    pairs list (:mod:`evalkit.pairs`; or ``{video clip: audio clip}``) naming the audio that drives each video.
+    Each submission's audio is checked against the audio it must carry (its own clip's in reconstruction,
+    the paired clip's in cross mode; :mod:`evalkit.audio_check`, ``audio_check=False`` to disable):
+    a mismatch is skipped as ``audio_mismatch``.
     Reasons in results.json name files relative to the submission / reference folders, never by this
     machine's absolute paths.
 
@@ -200,14 +241,29 @@ def evaluate(reference, submission, out, mode: str = "reconstruction", metrics=N
             log.warning("%s skipped: %s", spec.name, why[0])
     protocols = _protocols(specs, config, weights)
 
+    pair_map = _read_pairs(pairs, config, prep_out)
     ref_clips, skipped = load_reference(prep_out, config.split)
+    audio_clips = ref_clips  # where driving audio comes from (every verified clip)
+    if pair_map is not None:  # only the paired video clips are expected
+        skipped = [s for s in skipped if s["clip_id"] in pair_map]
+        ref_clips = {k: v for k, v in ref_clips.items() if k in pair_map}
     accepted, sub_skips = validate_submission(reference, submission, config.mode, config.limits, split=config.split,
-                                              follow_inside=follow_symlinks_inside)
+                                              follow_inside=follow_symlinks_inside,
+                                              clip_ids=set(pair_map) if pair_map is not None else None)
     bad_refs = {s["clip_id"] for s in skipped}
     skipped += [s for s in sub_skips if s["clip_id"] not in bad_refs]
     active = tuple(s.name for s in specs if s.name not in skipped_metric)
-    tasks = [EvalTask(ref_clips[v.clip_id], v, min(v.num_frames, ref_clips[v.clip_id].num_frames), config, weights,
-                      active) for v in accepted if v.clip_id in ref_clips]
+    tasks = []
+    for v in accepted:
+        if v.clip_id not in ref_clips:
+            continue
+        audio = _audio_source(v.clip_id, config, audio_clips, pair_map)
+        if audio is False:
+            skipped.append({"clip_id": v.clip_id, "path": f"{v.clip_id}.mp4", "code": "reference_missing",
+                            "reason": f"the source video of audio clip {pair_map[v.clip_id]} is missing or changed"})
+            continue
+        tasks.append(EvalTask(ref_clips[v.clip_id], v, min(v.num_frames, ref_clips[v.clip_id].num_frames), config,
+                              weights, active, audio or None))
     n_expected = len(ref_clips) + len(bad_refs)
 
     # FID reference statistics: cached by (shards, source hashes, protocol, weights)
@@ -265,7 +321,7 @@ def evaluate(reference, submission, out, mode: str = "reconstruction", metrics=N
         # fold per-video values in clip order
         for r in scores:
             if r.status != "scored":
-                skipped.append({"clip_id": r.clip_id, "path": f"{r.clip_id}.mp4", "code": "scoring_failed",
+                skipped.append({"clip_id": r.clip_id, "path": f"{r.clip_id}.mp4", "code": r.code or "scoring_failed",
                                 "reason": r.reason})
         video_skips = count_skips([s for s in skipped if s["code"] != "unknown_clip"])
         entries = _merge(specs, scores, config, protocols, weights, skipped_metric, fid_ref, n_expected, video_skips)
@@ -288,7 +344,8 @@ def evaluate(reference, submission, out, mode: str = "reconstruction", metrics=N
                       "reference_shards_sha256": shards_sha, "protocol_version": PROTOCOL_VERSION,
                       "protocol_hash": protocol_hash(protocols)},
         "submission": _submission_block(submission_meta, config.mode),
-        "config": {**config.to_dict(), "weights": {k: v.protocol() for k, v in sorted(weights.by_name.items())}},
+        "config": {**config.to_dict(), "weights": {k: v.protocol() for k, v in sorted(weights.by_name.items())},
+                   **({"pairs": _pairs_record(pairs, pair_map)} if pair_map is not None else {})},
         "metrics": entries, "metric_order": [s.name for s in specs],
         "skipped": [{"clip_id": s["clip_id"], "reason": s["reason"], "code": s["code"], "path": s["path"]}
                     for s in skipped],

@@ -157,7 +157,7 @@ def reference_clip_info(reference_out, split: str | None = None) -> dict[str, di
 def validate_submission(reference_out, submission_dir, mode: str = "reconstruction",
                         limits: SubmissionLimits | None = None,
                         reference_lengths: dict[str, int] | None = None, split: str | None = None,
-                        follow_inside=()) -> tuple[list[SubmissionVideo], list[dict]]:
+                        follow_inside=(), clip_ids=None) -> tuple[list[SubmissionVideo], list[dict]]:
     """Accepted videos (sorted by clip id) and skip records ``{clip_id, path, code, reason}``.
 
     Skip records of reference clips come first (sorted by clip id), then ``unknown_clip`` records.
@@ -165,7 +165,7 @@ def validate_submission(reference_out, submission_dir, mode: str = "reconstructi
     ``reference_lengths`` (``{clip_id: frames}``) replaces reading the reference's clips table (then
     the aspect-ratio check is skipped). ``split``: only reference clips of that split are expected
     (videos of other clips count as ``unknown_clip``). ``follow_inside``: folders whose files a symlink in
-    the submission may point to.
+    the submission may point to. ``clip_ids``: only these reference clips are expected (a pairs list).
     """
     limits = limits or SubmissionLimits()
     if mode not in ("reconstruction", "cross"):
@@ -179,6 +179,8 @@ def validate_submission(reference_out, submission_dir, mode: str = "reconstructi
         info = reference_clip_info(reference_out, split)
         if split is not None and not info:
             raise ValueError(f"{reference_out}: no reference clip has split {split!r}")
+    if clip_ids is not None:
+        info = {c: v for c, v in info.items() if c in clip_ids}
     accepted, skipped = [], []
     follow_inside = [Path(os.path.realpath(d)) for d in follow_inside or ()]
     for d in follow_inside:

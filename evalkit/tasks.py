@@ -64,6 +64,15 @@ class ReferenceClip:
 
 
 @dataclass(frozen=True)
+class AudioSource:
+    """The (verified) reference video whose audio a submission must carry (``evalkit.audio_check``)."""
+
+    clip_id: str
+    path: str
+    num_frames: int
+
+
+@dataclass(frozen=True)
 class EvalTask:
     """Score one submitted video against its reference clip."""
 
@@ -73,6 +82,7 @@ class EvalTask:
     config: EvalConfig
     weights: ResolvedWeights
     metrics: tuple[str, ...]  # the metrics to compute (those whose weights are present)
+    audio: AudioSource | None = None  # check the submission's audio against this clip's (None: no check)
 
 
 @dataclass(frozen=True)
@@ -87,15 +97,17 @@ class ReferenceFIDTask:
 @dataclass(frozen=True)
 class VideoScore:
     clip_id: str
-    status: str  # "scored" | "failed"
+    status: str  # "scored" | "failed" | "skipped" (the video is not what it claims: ``code`` says why)
     reason: str | None = None
     values: dict = field(default_factory=dict)  # metric name -> MetricValue
     n_frames: int = 0
     n_face_frames: int = 0
     seconds: float = 0.0
+    code: str | None = None  # skip code for results.json (default "scoring_failed")
 
     def value(self, name: str) -> MetricValue | None:
         return self.values.get(name)
 
 
-__all__ = ["WeightsInfo", "ResolvedWeights", "ReferenceClip", "EvalTask", "ReferenceFIDTask", "VideoScore"]
+__all__ = ["WeightsInfo", "ResolvedWeights", "ReferenceClip", "AudioSource", "EvalTask", "ReferenceFIDTask",
+           "VideoScore"]

@@ -22,6 +22,13 @@ def register(subparsers) -> None:
     p.add_argument("--mode", choices=["reconstruction", "cross"], default="reconstruction",
                    help="reconstruction: same audio as the reference (all metrics); cross: other audio "
                         "(no frame-by-frame metrics)")
+    p.add_argument("--pairs", default=None, metavar="FILE",
+                   help="cross mode: which clip's audio drives which clip's video, Wav2Lip's test_filelists format "
+                        "('AUDIO_CLIP VIDEO_CLIP' per line) or a CSV with video,audio columns; each submission's "
+                        "audio is checked against the paired clip's")
+    p.add_argument("--no-audio-check", action="store_true",
+                   help="do not check that each submission carries the audio it claims (its own clip's in "
+                        "reconstruction mode, the paired clip's with --pairs)")
     p.add_argument("--metrics", default=None, metavar="NAMES",
                    help="comma-separated subset (any case; LSE-C = lse_c); default: every metric of the mode")
     p.add_argument("--split", default=None, help="score only reference clips of this split (e.g. test)")
@@ -132,7 +139,8 @@ def run(args) -> int:
         print(f"talkbench eval: {', '.join(missing)} required (or --list-metrics)", file=sys.stderr)
         return 2
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
-    options = {"lmd_preset": args.lmd_preset, "lse_detector": args.lse_detector, "device": args.device}
+    options = {"lmd_preset": args.lmd_preset, "lse_detector": args.lse_detector, "device": args.device,
+               "audio_check": not args.no_audio_check}
     if args.csim_stride:
         options["csim_stride"] = args.csim_stride
     if args.fid_stride:
@@ -146,7 +154,7 @@ def run(args) -> int:
                            sync_expert=args.sync_expert, submission_meta=meta, crop=args.crop,
                            lse_crop=args.lse_crop, s3fd_path=args.s3fd, benchmark_name=args.benchmark_name,
                            fid_cache_dir=args.fid_cache, split=args.split, progress=not args.no_progress,
-                           follow_symlinks_inside=args.follow_symlinks_inside, **options)
+                           follow_symlinks_inside=args.follow_symlinks_inside, pairs=args.pairs, **options)
     except (EvaluationError, ValueError, FileNotFoundError, NotADirectoryError, TalkbenchError) as e:
         print(f"talkbench eval: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2

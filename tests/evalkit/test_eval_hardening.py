@@ -252,3 +252,45 @@ def test_device_option_runs_on_cpu_and_refuses_a_missing_gpu(env, tmp_path):
     with pytest.raises(ValueError, match="device must be"):
         evaluate(env["ref"], env["gt"], tmp_path / "x", metrics=["psnr"], device="tpu", **FAST)
     assert json.loads((tmp_path / "cpu" / "results.json").read_text())["config"]["device"] == "cpu"
+
+
+# ---------------------------------------------------------------- 17.4: the submission's audio
+
+def test_reconstruction_submission_with_another_clips_audio_is_not_scored(env, tmp_path):
+    sub = tmp_path / "sub"
+    a = media.decode_clip(env["gt"] / "a.mp4")
+    b = media.decode_clip(env["gt"] / "b.mp4")
+    media.write_video(sub / "a.mp4", a.frames, b.audio)  # the right frames, another clip's audio
+    media.write_video(sub / "b.mp4", b.frames, b.audio)  # re-encoded (AAC again): still its own audio
+    r = evaluate(env["ref"], sub, tmp_path / "out", metrics=["psnr"], **FAST)
+    skips = {s["clip_id"]: s for s in r["skipped"]}
+    assert skips["a"]["code"] == "audio_mismatch" and "not its reference clip's audio" in skips["a"]["reason"]
+    assert r["n_videos"]["scored"] == 1 and "b" not in skips
+    off = evaluate(env["ref"], sub, tmp_path / "off", metrics=["psnr"], audio_check=False, **FAST)
+    assert off["n_videos"]["scored"] == 2
+
+
+def test_cross_mode_pairs_list_in_wav2lip_and_csv_format_is_verified(env, tmp_path):
+    from evalkit.pairs import PairsError, read_pairs
+
+    sub = tmp_path / "sub"
+    a = media.decode_clip(env["gt"] / "a.mp4")
+    b = media.decode_clip(env["gt"] / "b.mp4")
+    media.write_video(sub / "a.mp4", a.frames, b.audio)  # video a driven by b's audio: as the list says
+    media.write_video(sub / "b.mp4", b.frames, b.audio)  # the list says a's audio: not what it carries
+    txt = tmp_path / "lrs2.txt"
+    txt.write_text("# Wav2Lip's test_filelists: audio source first, then the video\nb a\na b\n")
+    csv_file = tmp_path / "pairs.csv"
+    csv_file.write_text("video,audio\na,b\nb,a\n")
+    assert read_pairs(txt, ["a", "b"]) == read_pairs(csv_file, ["a", "b"]) == {"a": "b", "b": "a"}
+    assert read_pairs(txt, ["main/a", "main/b"]) == {"main/a": "main/b", "main/b": "main/a"}  # by suffix
+    with pytest.raises(PairsError, match="not a reference clip"):
+        read_pairs(txt, ["x"])
+    for pairs in (txt, csv_file):
+        r = evaluate(env["ref"], sub, tmp_path / f"out-{pairs.suffix}", mode="cross", metrics=["csim"], pairs=pairs,
+                     **FAST)
+        skips = {s["clip_id"]: s for s in r["skipped"]}
+        assert set(skips) == {"b"} and skips["b"]["code"] == "audio_mismatch" and "clip a" in skips["b"]["reason"]
+        assert r["config"]["pairs"]["n"] == 2
+    with pytest.raises(EvaluationError, match="--mode cross"):
+        evaluate(env["ref"], sub, tmp_path / "x", metrics=["psnr"], pairs=txt, **FAST)
