@@ -16,6 +16,7 @@ REGIONS = ("aligned", "full")
 LSE_CROPS = ("aligned", "syncnet-pipeline")
 LSE_DETECTORS = ("dlib", "s3fd")  # face detector of the syncnet-pipeline crop
 LMD_PRESETS = ("ratnerf", "atvgnet")
+SUBMISSION_KINDS = ("frames", "crops")
 MOUTH = slice(48, 68)
 
 
@@ -60,6 +61,7 @@ class EvalConfig:
     limits: SubmissionLimits = field(default_factory=SubmissionLimits)
     device: str = "cpu"  # where SyncNet / Inception / S3FD / the sync expert run ("cuda", "cuda:1", "mps")
     audio_check: bool = True  # a submission must carry the audio it claims (evalkit.audio_check)
+    submission_kind: str = "frames"  # frames: full frames like the source; crops: the aligned face crops only
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -70,6 +72,10 @@ class EvalConfig:
             raise ValueError(f"lse_crop must be one of {LSE_CROPS}, got {self.lse_crop!r}")
         if self.lse_detector not in LSE_DETECTORS:
             raise ValueError(f"lse_detector must be one of {LSE_DETECTORS}, got {self.lse_detector!r}")
+        if self.submission_kind not in SUBMISSION_KINDS:
+            raise ValueError(f"submission_kind must be one of {SUBMISSION_KINDS}, got {self.submission_kind!r}")
+        if self.submission_kind == "crops" and self.region == "full":
+            raise ValueError("--crop full scores whole frames: an aligned-crop submission has none (use --crop aligned)")
         if self.lmd_preset not in LMD_PRESETS:
             raise ValueError(f"lmd_preset must be one of {LMD_PRESETS}, got {self.lmd_preset!r}")
         if not isinstance(self.device, str) or not re.fullmatch(r"cpu|mps|cuda(:\d+)?", self.device):
@@ -92,4 +98,4 @@ def region_name(region: str) -> str:
 
 
 __all__ = ["PROTOCOL_VERSION", "EvalConfig", "SubmissionLimits", "REGIONS", "LSE_CROPS", "LSE_DETECTORS",
-           "LMD_PRESETS", "MODES", "region_name"]
+           "LMD_PRESETS", "MODES", "SUBMISSION_KINDS", "region_name"]

@@ -103,6 +103,16 @@ def fid_frame_mask(face: np.ndarray, stride: int, region: str) -> np.ndarray:
 
 # ---------------------------------------------------------------- geometry of one task
 
+def boxes_through(boxes: np.ndarray, affines: np.ndarray) -> np.ndarray:
+    """(n, 4) x0, y0, x1, y1 boxes: the bounding box of each box's corners through its (2, 3) affine."""
+    b = np.asarray(boxes, np.float64)
+    corners = np.stack([b[:, [0, 1]], b[:, [2, 1]], b[:, [0, 3]], b[:, [2, 3]]], axis=1)  # (n, 4, 2)
+    if not len(b):
+        return b.reshape(0, 4)
+    moved = np.einsum("nij,nkj->nki", affines[:, :, :2], corners) + affines[:, None, :, 2]
+    return np.concatenate([moved.min(axis=1), moved.max(axis=1)], axis=1)
+
+
 class TaskGeometry:
     """The reference clip's affines mapped to this evaluation's crops and the generated video's size."""
 
@@ -121,6 +131,12 @@ class TaskGeometry:
         self.a_seq = crop_affines(fill_affines(affines, self.face), SEQ_SIZE / float(clip.crop_size), self.src_scale)
         sx, sy = self.src_scale
         self.box_scale = np.array([sx, sy, sx, sy])
+        self.gen_boxes = self.boxes / self.box_scale  # reference face boxes in generated-frame pixels
+        if getattr(cfg, "submission_kind", "frames") == "crops":  # the generated video is the aligned crop itself
+            gw = float(task.video.width)
+            self.a_gen = np.tile(np.array([[self.size / gw, 0, 0], [0, self.size / gw, 0]]), (len(affines), 1, 1))
+            self.a_seq = np.tile(np.array([[SEQ_SIZE / gw, 0, 0], [0, SEQ_SIZE / gw, 0]]), (len(affines), 1, 1))
+            self.gen_boxes = boxes_through(self.boxes, crop_affines(affines, gw / float(clip.crop_size), (1.0, 1.0)))
         self.fid_use = fid_frame_mask(self.face, cfg.fid_stride, cfg.region)
 
 
@@ -163,7 +179,7 @@ class ChunkInputs:
             backend, fi = face_backend(), self.face_index
             b_ref = self.geo.boxes[fi]
             pr = backend.landmarks(self.ref_frames[self.face_pos], b_ref)
-            pg = backend.landmarks(self.gen_frames[self.face_pos], b_ref / self.geo.box_scale)
+            pg = backend.landmarks(self.gen_frames[self.face_pos], self.geo.gen_boxes[fi])
             for j, (p, i) in enumerate(zip(self.face_pos, fi)):
                 lm_r[p] = transform_points(pr[j], self.geo.a_ref[i])
                 lm_g[p] = transform_points(pg[j], self.geo.a_gen[i])
@@ -178,7 +194,7 @@ class ChunkInputs:
             return pos, np.zeros((0, 128)), np.zeros((0, 128))
         emb = embedder(self.config.csim_chip_size, self.config.csim_chip_padding)
         b_ref = self.geo.boxes[fi]
-        return pos, emb.embed(self.ref_frames[pos], b_ref), emb.embed(self.gen_frames[pos], b_ref / self.geo.box_scale)
+        return pos, emb.embed(self.ref_frames[pos], b_ref), emb.embed(self.gen_frames[pos], self.geo.gen_boxes[fi])
 
     @cached_property
     def fid_features(self) -> np.ndarray:

@@ -93,6 +93,8 @@ def _protocols(specs, config: EvalConfig, weights: ResolvedWeights) -> dict[str,
     out = {}
     for spec in specs:
         p = spec.protocol(config)
+        if config.submission_kind != "frames":  # crops are scored without the paste-back: another protocol
+            p["submission_kind"] = config.submission_kind
         used = {name: weights.get(name).protocol() for name in spec.weights(config) if weights.get(name)}
         if used:
             p["weights"] = used
@@ -249,7 +251,8 @@ def evaluate(reference, submission, out, mode: str = "reconstruction", metrics=N
         ref_clips = {k: v for k, v in ref_clips.items() if k in pair_map}
     accepted, sub_skips = validate_submission(reference, submission, config.mode, config.limits, split=config.split,
                                               follow_inside=follow_symlinks_inside,
-                                              clip_ids=set(pair_map) if pair_map is not None else None)
+                                              clip_ids=set(pair_map) if pair_map is not None else None,
+                                              kind=config.submission_kind)
     bad_refs = {s["clip_id"] for s in skipped}
     skipped += [s for s in sub_skips if s["clip_id"] not in bad_refs]
     active = tuple(s.name for s in specs if s.name not in skipped_metric)

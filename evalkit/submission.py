@@ -91,7 +91,7 @@ def _walk_mp4(root: Path) -> list[str]:
 
 
 def _check_video(clip_id: str, rel: str, real: Path, ref_frames: int, mode: str,
-                 limits: SubmissionLimits, ref_size=None) -> tuple[SubmissionVideo | None, dict | None]:
+                 limits: SubmissionLimits, ref_size=None, kind: str = "frames") -> tuple[SubmissionVideo | None, dict | None]:
     from prep import media
     from prep.errors import MediaError, NotAFile
 
@@ -113,10 +113,15 @@ def _check_video(clip_id: str, rel: str, real: Path, ref_frames: int, mode: str,
         return None, _skip(clip_id, rel, "resolution",
                            f"{w}x{h} outside limits (sides {limits.min_side}..{limits.max_side}, "
                            f"at most {limits.max_pixels} pixels)")
-    if ref_size and all(ref_size) and abs(w / h - ref_size[0] / ref_size[1]) > ASPECT_TOLERANCE * ref_size[0] / ref_size[1]:
+    if kind == "crops":
+        if abs(w - h) > ASPECT_TOLERANCE * max(w, h):
+            return None, _skip(clip_id, rel, "resolution", f"{w}x{h} is not square: an aligned-crop submission "
+                                                           "(--submission-kind crops) is the square face crop")
+    elif ref_size and all(ref_size) and abs(w / h - ref_size[0] / ref_size[1]) > ASPECT_TOLERANCE * ref_size[0] / ref_size[1]:
         return None, _skip(clip_id, rel, "resolution",
                            f"{w}x{h} has another aspect ratio than the reference's {ref_size[0]}x{ref_size[1]} "
-                           "(the reference face geometry cannot be mapped onto it)")
+                           "(the reference face geometry cannot be mapped onto it; if these are aligned face "
+                           "crops, pass --submission-kind crops)")
     if not (info.duration_s > 0) or info.duration_s > limits.max_duration_s:
         return None, _skip(clip_id, rel, "duration",
                            f"duration {info.duration_s:.2f}s outside (0, {limits.max_duration_s}] s")
@@ -157,7 +162,8 @@ def reference_clip_info(reference_out, split: str | None = None) -> dict[str, di
 def validate_submission(reference_out, submission_dir, mode: str = "reconstruction",
                         limits: SubmissionLimits | None = None,
                         reference_lengths: dict[str, int] | None = None, split: str | None = None,
-                        follow_inside=(), clip_ids=None) -> tuple[list[SubmissionVideo], list[dict]]:
+                        follow_inside=(), clip_ids=None, kind: str = "frames",
+                        ) -> tuple[list[SubmissionVideo], list[dict]]:
     """Accepted videos (sorted by clip id) and skip records ``{clip_id, path, code, reason}``.
 
     Skip records of reference clips come first (sorted by clip id), then ``unknown_clip`` records.
@@ -166,6 +172,7 @@ def validate_submission(reference_out, submission_dir, mode: str = "reconstructi
     the aspect-ratio check is skipped). ``split``: only reference clips of that split are expected
     (videos of other clips count as ``unknown_clip``). ``follow_inside``: folders whose files a symlink in
     the submission may point to. ``clip_ids``: only these reference clips are expected (a pairs list).
+    ``kind``: ``frames`` (full frames, the reference's aspect ratio) or ``crops`` (square aligned face crops).
     """
     limits = limits or SubmissionLimits()
     if mode not in ("reconstruction", "cross"):
@@ -191,7 +198,7 @@ def validate_submission(reference_out, submission_dir, mode: str = "reconstructi
         if skip is None:
             ref = info[clip_id]
             video, skip = _check_video(clip_id, f"{clip_id}{EXTENSION}", real, ref["num_frames"], mode, limits,
-                                       (ref["width"], ref["height"]))
+                                       (ref["width"], ref["height"]), kind)
             if video is not None:
                 accepted.append(video)
         if skip is not None:

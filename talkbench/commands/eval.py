@@ -26,6 +26,10 @@ def register(subparsers) -> None:
                    help="cross mode: which clip's audio drives which clip's video, Wav2Lip's test_filelists format "
                         "('AUDIO_CLIP VIDEO_CLIP' per line) or a CSV with video,audio columns; each submission's "
                         "audio is checked against the paired clip's")
+    p.add_argument("--submission-kind", choices=["frames", "crops"], default="frames",
+                   help="frames: full frames like the source video (default); crops: square aligned face crops "
+                        "(any size, e.g. 256 or 512) in the reference's alignment, scored against the reference's "
+                        "aligned crops")
     p.add_argument("--no-audio-check", action="store_true",
                    help="do not check that each submission carries the audio it claims (its own clip's in "
                         "reconstruction mode, the paired clip's with --pairs)")
@@ -140,7 +144,7 @@ def run(args) -> int:
         return 2
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
     options = {"lmd_preset": args.lmd_preset, "lse_detector": args.lse_detector, "device": args.device,
-               "audio_check": not args.no_audio_check}
+               "audio_check": not args.no_audio_check, "submission_kind": args.submission_kind}
     if args.csim_stride:
         options["csim_stride"] = args.csim_stride
     if args.fid_stride:

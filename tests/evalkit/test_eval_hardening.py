@@ -294,3 +294,29 @@ def test_cross_mode_pairs_list_in_wav2lip_and_csv_format_is_verified(env, tmp_pa
         assert r["config"]["pairs"]["n"] == 2
     with pytest.raises(EvaluationError, match="--mode cross"):
         evaluate(env["ref"], sub, tmp_path / "x", metrics=["psnr"], pairs=txt, **FAST)
+
+
+# ---------------------------------------------------------------- 17.6: aligned-crop submissions
+
+def test_aligned_crop_submissions_are_a_declared_kind_scored_against_the_reference_crops(env, tmp_path):
+    from refmodel.testing import crop_frame
+
+    boxes = {"a": (140, 100, 240), "b": (300, 60, 270)}
+    sub, full = tmp_path / "crops", tmp_path / "full"
+    for cid, box in boxes.items():
+        clip = media.decode_clip(env["gt"] / f"{cid}.mp4")
+        media.write_video(sub / f"{cid}.mp4", np.stack([crop_frame(f, box, 512) for f in clip.frames]), clip.audio)
+        media.write_video(full / f"{cid}.mp4", clip.frames, clip.audio)  # the same, re-encoded as full frames
+    refused = evaluate(env["ref"], sub, tmp_path / "refused", metrics=["psnr"], **FAST)
+    assert refused["n_videos"]["scored"] == 0
+    assert "--submission-kind crops" in refused["skipped"][0]["reason"]
+    crops = evaluate(env["ref"], sub, tmp_path / "c", metrics=["psnr", "ssim", "lmd_mouth"], submission_kind="crops",
+                     **FAST)
+    frames = evaluate(env["ref"], full, tmp_path / "f", metrics=["psnr", "ssim", "lmd_mouth"], **FAST)
+    assert crops["n_videos"]["scored"] == 2
+    assert crops["metrics"]["psnr"]["value"] > 30 and crops["metrics"]["ssim"]["value"] > 0.9
+    assert crops["metrics"]["lmd_mouth"]["value"] < 1.5 * frames["metrics"]["lmd_mouth"]["value"] + 0.5
+    assert crops["benchmark"]["protocol_hash"] != frames["benchmark"]["protocol_hash"]  # never ranked together
+    assert crops["metrics"]["psnr"]["protocol"]["submission_kind"] == "crops"
+    with pytest.raises(ValueError, match="crop full"):
+        evaluate(env["ref"], sub, tmp_path / "x", metrics=["psnr"], submission_kind="crops", crop="full", **FAST)
