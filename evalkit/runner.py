@@ -144,6 +144,15 @@ def _pairs_record(pairs, pair_map: dict) -> dict:
     return out
 
 
+def _default_benchmark_name(prep_out, split: str | None) -> str:
+    """The reference folder's name (its parent's too when it is a generic one like ``shards``), and the split."""
+    path = prep_out.path.resolve()
+    name = path.name
+    if name.lower() in ("shards", "prep", "prep_out", "out", "output", "ref", "reference") and path.parent.name:
+        name = f"{path.parent.name}/{name}"
+    return name + (f" ({split} split)" if split else "")
+
+
 def _check_device(device: str) -> None:
     """Fail before any decoding when the asked-for device does not exist here."""
     if device == "cpu":
@@ -343,7 +352,7 @@ def evaluate(reference, submission, out, mode: str = "reconstruction", metrics=N
     result = {
         "results_schema": "talkbench-results/1", "talkbench_version": __version__,
         "created": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
-        "benchmark": {"name": benchmark_name or prep_out.path.resolve().name + (f":{config.split}" if config.split else ""),
+        "benchmark": {"name": benchmark_name or _default_benchmark_name(prep_out, config.split),
                       "reference_shards_sha256": shards_sha, "protocol_version": PROTOCOL_VERSION,
                       "protocol_hash": protocol_hash(protocols)},
         "submission": _submission_block(submission_meta, config.mode),

@@ -122,6 +122,7 @@ def run_demo(out, *, n_identities: int = 3, clips_per_identity: int = 2, seconds
     for name, (kind, sub_dir) in submissions.items():
         evaluate(shards, sub_dir, results / name, mode="reconstruction", n_workers=workers,
                  allow_uncalibrated_fid=True, sync_expert=expert, split="test", fid_stride=DEMO_FID_STRIDE,
+                 benchmark_name="talkbench demo: synthetic speakers, test split",
                  submission_meta={"name": name, "model": name, "kind": kind,
                                   "notes": "talkbench demo (synthetic data)"})
     timings["eval"] = time.perf_counter() - t
