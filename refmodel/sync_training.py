@@ -190,9 +190,10 @@ def train_sync_expert(prep_out, out_path, config: "str | TrainConfig | SyncConfi
         hist.append((loss.item(), acc.item()))
         if bar is not None:
             bar.update(1)
-            bar.set_postfix(loss=f"{float(loss):.3f}", acc=f"{float(acc):.2f}")
+            bar.set_postfix(loss=f"{float(loss):.3f}", batch_top1=f"{float(acc):.2f}")  # this step's batch
         if (step + 1) % 50 == 0:
-            log.info("sync expert step %d loss %.4f acc %.3f", step + 1, np.mean([h[0] for h in hist[-50:]]),
+            log.info("sync expert step %d: mean of the last 50 steps: loss %.4f, in-batch top-1 accuracy %.3f",
+                     step + 1, np.mean([h[0] for h in hist[-50:]]),
                      np.mean([h[1] for h in hist[-50:]]))
     if bar is not None:
         bar.close()

@@ -49,7 +49,7 @@ def register(subparsers) -> None:
     s.add_argument("checkpoint", nargs="?", metavar="CHECKPOINT", help="checkpoint.pt or its run directory")
     s.add_argument("prep_out", metavar="PREP_OUT")
     s.add_argument("--baseline", choices=BASELINE_NAMES, default=None, help="write a baseline instead of sampling")
-    s.add_argument("--out", required=True, metavar="DIR")
+    s.add_argument("--out", required=True, metavar="DIR", help="folder for the <clip_id>.mp4 submission videos")
     s.add_argument("--clips", nargs="+", default=None, metavar="CLIP_ID", help="only these clips")
     s.add_argument("--audio-from", default=None, metavar="CLIP",
                    help="drive every clip with this clip's audio (or an audio file); default: own audio")
