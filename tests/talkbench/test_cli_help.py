@@ -30,3 +30,19 @@ def test_every_option_has_help_and_defaults_are_not_repeated(name):
     for action in sub._actions:
         entry = " ".join(sub._get_formatter()._format_action(action).split())
         assert len(re.findall(r"\bdefault\b", entry)) <= 1, f"talkbench {name}: {entry}"
+
+
+def test_openmp_threads_sleep_when_idle_and_the_user_can_override_it():
+    """Set before torch loads OpenMP (bench/train_contention.py: spinning threads beside a busy process)."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys, talkbench.cli as c; assert 'torch' not in sys.modules; "
+            "c.main(['models', 'list']); import os, torch; print(os.environ['OMP_WAIT_POLICY'])")
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert r.returncode == 0 and r.stdout.strip().splitlines()[-1] == "PASSIVE", r.stderr
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env=dict(env, OMP_WAIT_POLICY="ACTIVE"))
+    assert r.stdout.strip().splitlines()[-1] == "ACTIVE"
