@@ -192,7 +192,8 @@ def evaluate(reference, submission, out, mode: str = "reconstruction", metrics=N
              allow_uncalibrated_fid: bool = False, sync_expert=None, submission_meta: dict | None = None,
              crop: str = "aligned", lse_crop: str = "aligned", limits: SubmissionLimits | None = None,
              benchmark_name: str | None = None, fid_cache_dir=None, config: EvalConfig | None = None,
-             progress: bool = False, follow_symlinks_inside=(), pairs=None, **options) -> dict:
+             progress: bool = False, follow_symlinks_inside=(), pairs=None, host: str | None = None,
+             dashboard_address: str | None = None, **options) -> dict:
     """Score ``submission`` (a dir of ``<clip_id>.mp4``) against the prep output ``reference``.
 
     Writes ``out/results.json`` (``talkbench-results/1``, :mod:`talkbase.results`) and ``out/per_video.parquet``;
@@ -296,7 +297,8 @@ def evaluate(reference, submission, out, mode: str = "reconstruction", metrics=N
 
     # score
     scores: list[VideoScore] = []
-    with Executor(scheduler, n_workers, n_tasks=len(tasks) + len(fid_tasks)) as executor, one_thread():
+    with Executor(scheduler, n_workers, n_tasks=len(tasks) + len(fid_tasks), dashboard=dashboard_address,
+                  **({"host": host} if host else {})) as executor, one_thread():
         if fid_tasks:
             ref_total = []  # one running FeatureMoments (32 MB), folded in clip order as results arrive
             bar = _progress(len(fid_tasks), "eval: FID reference", progress)

@@ -71,6 +71,10 @@ def register(subparsers) -> None:
     p.add_argument("--scheduler", default=None, metavar="ADDR",
                    help="Dask scheduler address (default: a local cluster on 127.0.0.1); 'inline' for this process")
     p.add_argument("--workers", type=int, default=None, help="local cluster workers (default: CPU count)")
+    p.add_argument("--host", default=None,
+                   help="interface the local cluster listens on (default 127.0.0.1; e.g. 0.0.0.0 on purpose)")
+    p.add_argument("--dashboard-address", default=None, metavar="HOST:PORT",
+                   help="where the Dask dashboard listens (default: HOST:0, a free port on --host)")
     p.add_argument("--fid-cache", default=None, metavar="DIR", help="FID reference-statistics cache dir")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -158,7 +162,8 @@ def run(args) -> int:
                            sync_expert=args.sync_expert, submission_meta=meta, crop=args.crop,
                            lse_crop=args.lse_crop, s3fd_path=args.s3fd, benchmark_name=args.benchmark_name,
                            fid_cache_dir=args.fid_cache, split=args.split, progress=not args.no_progress,
-                           follow_symlinks_inside=args.follow_symlinks_inside, pairs=args.pairs, **options)
+                           follow_symlinks_inside=args.follow_symlinks_inside, pairs=args.pairs, host=args.host,
+                           dashboard_address=args.dashboard_address, **options)
     except (EvaluationError, ValueError, FileNotFoundError, NotADirectoryError, TalkbenchError) as e:
         print(f"talkbench eval: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
