@@ -26,11 +26,12 @@ dl.protocol{display:grid;grid-template-columns:max-content auto;gap:.15rem 1rem;
 dl.protocol dt{color:#495057}dl.protocol dd{margin:0;word-break:break-all}
 .scroll{overflow-x:auto}
 table.board{border-collapse:collapse;font-size:.82rem;margin:.3rem 0 .8rem}
-table.board th,table.board td{border:1px solid #dee2e6;padding:.3rem .5rem;vertical-align:top}
-table.board th{background:#f1f3f5;white-space:normal;min-width:4.5rem}
-table.board td.num{text-align:right;white-space:nowrap;font-variant-numeric:tabular-nums}
+table.board th,table.board td{border:1px solid #dee2e6;padding:.25rem .4rem;vertical-align:top}
+table.board th{background:#f1f3f5;white-space:normal;min-width:3.5rem}
+table.board td.num{text-align:right;font-variant-numeric:tabular-nums}
+table.board td.num .v,table.board td.num .rank{white-space:nowrap}
 table.board td.best{background:#ebfbee}
-table.board td.notes{min-width:8rem;max-width:16rem;overflow-wrap:anywhere}
+table.board td.notes{min-width:6rem;max-width:16rem;overflow-wrap:anywhere}
 table.board td.date{white-space:nowrap}
 table.board td.name{min-width:6rem;max-width:12rem;overflow-wrap:anywhere;font-weight:600}
 tr.kind-ground-truth td{background:#f8f9fa;font-style:italic}
@@ -73,7 +74,9 @@ def _row(row: Row, table: Table) -> str:
     cells = [_name_cell(row), f'<td><span class="kind">{h(s.kind)}</span></td>']
     cells += [f'<td class="{name}">{h(getattr(s, name), 80)}</td>' for name in lead_columns(table)]
     for c in table.headline:
-        v = h(fmt_metric(s, c))
+        # value, "± stderr" and the rank each stay whole; a narrow window wraps between them
+        value, _, se = fmt_metric(s, c).partition(" ± ")
+        v = f'<span class="v">{h(value)}</span>' + (f' <span class="v">± {h(se)}</span>' if se else "")
         why = skipped_reason(s, c)
         classes = ["num"]
         if why:
