@@ -149,8 +149,9 @@ def test_second_run_on_a_locked_output_says_who_holds_it(three_clips, tmp_path):
 
 def test_different_config_message_names_the_other_config(three_clips, tmp_path):
     out = tmp_path / "out"
+    run_prep(three_clips, out, FAST, scheduler="inline", progress=False)  # OUT holds FAST's output
     other = FAST.replace(jpeg_quality=80)
-    (out / ".work" / other.content_hash()).mkdir(parents=True)
+    (out / ".work" / other.content_hash()).mkdir(parents=True)  # and another config's work (a concurrent run)
     with pytest.raises(PrepUsageError) as e:
         run_prep(three_clips, out, FAST, scheduler="inline", progress=False)
     assert f"({other.content_hash()} != {FAST.content_hash()})" in str(e.value)
