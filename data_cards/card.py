@@ -61,6 +61,7 @@ COLUMN_DOCS = {
         "qa_blur": "variance of the Laplacian on the mouth region of the crops",
         "qa_loudness_db": "RMS level of the 16 kHz audio (dBFS)",
         "qa_fit_residual": "mean 3DMM keypoint residual (source px)",
+        "qa_audio_coverage": "fraction of the clip whose audio came from the file (the rest is zero padding)",
         "qa_flags": "reasons a QA filter marked this clip",
         "qa_pass": "whether the clip passed the QA filter",
     },
@@ -82,9 +83,10 @@ COLUMN_DOCS = {
     "failures": {
         "source_path": "input that failed",
         "clip_id": "clip id it would have had",
-        "stage": "stage that failed (open / decode / audio / faces / 3dmm / qa / internal)",
+        "stage": "stage that failed (inputs / open / decode / faces / 3dmm / environment / internal)",
         "error_type": "exception type",
         "message": "error message",
+        "transient": "an environment failure (disk full, memory, a killed worker): retried by the next prep run",
     },
 }
 
@@ -123,8 +125,14 @@ def hf_feature(t: pa.DataType) -> dict:
     raise ValueError(f"no Hugging Face feature for Arrow type {t}")
 
 
+IMAGE_COLUMNS = ("crop",)  # encoded images (JPEG / PNG bytes): the Hub viewer shows them as pictures
+
+
 def hf_features(schema: pa.Schema) -> list[dict]:
-    return [{"name": f.name, **hf_feature(f.type)} for f in schema]
+    """Hub features of a shard schema; an encoded-image column is an ``image`` feature (``datasets`` decodes
+    binary bytes into PIL images), not ``binary``."""
+    return [{"name": f.name, **({"dtype": "image"} if f.name in IMAGE_COLUMNS and pa.types.is_binary(f.type)
+                                else hf_feature(f.type))} for f in schema]
 
 
 # ---------------------------------------------------------------- gathering facts
@@ -132,8 +140,9 @@ def hf_features(schema: pa.Schema) -> list[dict]:
 def _shard_entries(manifest: dict) -> dict[str, list[dict]]:
     shards = manifest.get("shards") or {}
     kinds = [k for k in KIND_ORDER if k in shards] + sorted(k for k in shards if k not in KIND_ORDER)
+    # a kind without rows (no failures) is no config: the datasets library cannot load an empty split
     return {k: [{"path": e["path"], "rows": int(e["rows"]), "sha256": e["sha256"]} for e in shards[k]]
-            for k in kinds if shards[k]}
+            for k in kinds if shards[k] and (k != "failures" or any(int(e["rows"]) for e in shards[k]))}
 
 
 def data_files_pattern(kind: str, entries: list[dict]) -> str:
@@ -325,8 +334,9 @@ def render_body(facts: dict, *, pretty_name: str, license: str, license_name: st
                "their frame row with `face_found = false` and null face columns.\n\n")
 
     out.append("## Dataset creation\n\n### Source data\n\n")
-    out.append(f"{counts.get('inputs', 'unknown')} input videos; {st['clips']} became clips and {st['failures']} "
-               f"failed ({_counts_line(st['failures_by_stage'])}; details in the `failures` config). "
+    failed = (f"{st['failures']} failed ({_counts_line(st['failures_by_stage'])}; details in the `failures` config)"
+              if st["failures"] else "none failed (so there is no `failures` config)")
+    out.append(f"{counts.get('inputs', 'unknown')} input videos; {st['clips']} became clips and {failed}. "
                f"Source resolutions: {_counts_line(st['source_resolutions'])}. Source frame rates: "
                f"{_counts_line(st['source_fps'])}. Source codecs: {_counts_line(st['source_codecs'])}. "
                "Every clip was resampled to 25 fps and 16 kHz mono.\n\n")

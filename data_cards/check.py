@@ -140,6 +140,8 @@ def check_card(prep_out) -> list[str]:
                    for k in sorted(manifest.get("shards") or {})}
     card_entries = tb.get("shards") or {}
     for kind in sorted(set(man_entries) | set(card_entries)):
+        if kind == "failures" and kind not in card_entries and not any(e.get("rows") for e in man_entries[kind]):
+            continue  # no failures: no failures config (an empty split cannot be loaded)
         if (card_entries.get(kind) or []) != (man_entries.get(kind) or []):
             problems.append(f"{CARD_FILE}: the {kind} shard list (paths, rows, sha256) differs from manifest.json")
 
@@ -185,7 +187,7 @@ def _check_configs(prep_out: Path, meta: dict, shards: dict[str, list[dict]], pr
     configs = {c.get("config_name"): c for c in meta.get("configs") or [] if isinstance(c, dict)}
     infos = {c.get("config_name"): c for c in meta.get("dataset_info") or [] if isinstance(c, dict)}
     for kind, entries in shards.items():
-        if not entries:
+        if not entries or kind == "failures" and not any(e.get("rows") for e in entries):
             continue
         cfg = configs.get(kind)
         if cfg is None:

@@ -119,34 +119,46 @@ def compute_stats(prep, files: dict[str, list[Path]] | None = None) -> dict:
 def qa_plot_png(stats: dict) -> bytes:
     """Histograms of clip duration and every QA column (deterministic PNG: Agg, fixed rc, no metadata)."""
     import matplotlib as mpl
+
+    with mpl.rc_context():
+        fig = qa_figure(stats)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", metadata={"Software": None})
+    return buf.getvalue()
+
+
+def qa_figure(stats: dict):
+    """The QA plot's figure (call inside ``matplotlib.rc_context()``: it resets the rc parameters)."""
+    import matplotlib as mpl
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
     panels = [("duration_s", "clip duration", "s")] + [(c, *QA_COLUMNS[c]) for c in QA_COLUMNS]
-    with mpl.rc_context():
-        mpl.rcdefaults()
-        mpl.rcParams.update({"font.family": "DejaVu Sans", "font.size": 8, "text.parse_math": False,
-                             "figure.dpi": 100, "savefig.dpi": 100, "svg.hashsalt": "talkbench-card"})
-        fig = Figure(figsize=(12.0, 5.6))
-        fig.subplots_adjust(left=0.05, right=0.985, top=0.88, bottom=0.09, wspace=0.28, hspace=0.55)
-        axes = fig.subplots(2, 4).ravel()
-        for ax, (key, label, unit) in zip(axes, panels):
-            vals = np.asarray(stats["_qa_values"].get(key, []), dtype=np.float64)
-            if vals.size:
-                ax.hist(vals, bins=min(30, max(5, int(np.sqrt(vals.size)) + 1)), color="#1c7ed6", alpha=0.8)
-                ax.axvline(float(np.median(vals)), color="#e8590c", lw=1.2)
-            else:
-                ax.text(0.5, 0.5, "not measured", ha="center", va="center", transform=ax.transAxes, color="#868e96")
-            ax.set_title(f"{label}\n(n={vals.size}, median in orange)")
-            ax.set_xlabel(unit or key)
-            ax.set_ylabel("clips")
-            ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-        for ax in axes[len(panels):]:
-            ax.set_visible(False)
-        fig.suptitle(f"Per-clip QA distributions ({stats['clips']} clips, {stats['hours']:.3f} h)")
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", metadata={"Software": None})
-    return buf.getvalue()
+    mpl.rcdefaults()
+    mpl.rcParams.update({"font.family": "DejaVu Sans", "font.size": 8, "text.parse_math": False,
+                         "figure.dpi": 100, "savefig.dpi": 100, "svg.hashsalt": "talkbench-card"})
+    fig = Figure(figsize=(12.0, 5.6))
+    fig.subplots_adjust(left=0.05, right=0.985, top=0.88, bottom=0.09, wspace=0.28, hspace=0.55)
+    axes = fig.subplots(2, 4).ravel()
+    for ax, (key, label, unit) in zip(axes, panels):
+        vals = np.asarray(stats["_qa_values"].get(key, []), dtype=np.float64)
+        if vals.size:
+            fraction = unit == "fraction"  # a fraction's axis is [0, 1], also when every clip has 1.0
+            ax.hist(vals, bins=min(30, max(5, int(np.sqrt(vals.size)) + 1)), color="#1c7ed6", alpha=0.8,
+                    range=(0.0, 1.0) if fraction else None)
+            if fraction:
+                ax.set_xlim(0.0, 1.0)
+            ax.axvline(float(np.median(vals)), color="#e8590c", lw=1.2)
+        else:
+            ax.text(0.5, 0.5, "not measured", ha="center", va="center", transform=ax.transAxes, color="#868e96")
+        ax.set_title(f"{label}\n(n={vals.size}, median in orange)")
+        ax.set_xlabel(unit or key)
+        ax.set_ylabel("clips")
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
+    fig.suptitle(f"Per-clip QA distributions ({stats['clips']} clips, {stats['hours']:.3f} h)")
+    return fig
 
 
 def parquet_rows_and_bytes(path: Path) -> tuple[int, int]:

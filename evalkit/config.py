@@ -6,6 +6,7 @@ never ranked together. Bump ``PROTOCOL_VERSION`` when anything shared by every m
 """
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field, replace
 
 PROTOCOL_VERSION = "evalkit-2.0"  # 2.0: protocols are built by each metric module from its own constants
@@ -16,6 +17,7 @@ LSE_CROPS = ("aligned", "syncnet-pipeline")
 LSE_DETECTORS = ("dlib", "s3fd")  # face detector of the syncnet-pipeline crop
 LMD_PRESETS = ("ratnerf", "atvgnet")
 LPIPS_NETS = ("alex", "vgg")
+SUBMISSION_KINDS = ("frames", "crops")
 MOUTH = slice(48, 68)
 
 
@@ -65,6 +67,9 @@ class EvalConfig:
     allow_uncalibrated_fid: bool = False
     inception_seed: int = 0
     limits: SubmissionLimits = field(default_factory=SubmissionLimits)
+    device: str = "cpu"  # where SyncNet / Inception / S3FD / the sync expert run ("cuda", "cuda:1", "mps")
+    audio_check: bool = True  # a submission must carry the audio it claims (evalkit.audio_check)
+    submission_kind: str = "frames"  # frames: full frames like the source; crops: the aligned face crops only
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -88,8 +93,14 @@ class EvalConfig:
             raise ValueError("ci_resamples must be >= 0")
         if self.lpips_net not in LPIPS_NETS:
             raise ValueError(f"lpips_net must be one of {LPIPS_NETS}, got {self.lpips_net!r}")
+        if self.submission_kind not in SUBMISSION_KINDS:
+            raise ValueError(f"submission_kind must be one of {SUBMISSION_KINDS}, got {self.submission_kind!r}")
+        if self.submission_kind == "crops" and self.region == "full":
+            raise ValueError("--crop full scores whole frames: an aligned-crop submission has none (use --crop aligned)")
         if self.lmd_preset not in LMD_PRESETS:
             raise ValueError(f"lmd_preset must be one of {LMD_PRESETS}, got {self.lmd_preset!r}")
+        if not isinstance(self.device, str) or not re.fullmatch(r"cpu|mps|cuda(:\d+)?", self.device):
+            raise ValueError(f"device must be cpu, cuda, cuda:N or mps, got {self.device!r}")
         for name in ("crop_size", "csim_stride", "fid_stride", "cpbd_stride", "chunk_size"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1")
@@ -108,4 +119,4 @@ def region_name(region: str) -> str:
 
 
 __all__ = ["PROTOCOL_VERSION", "EvalConfig", "SubmissionLimits", "REGIONS", "LSE_CROPS", "LSE_DETECTORS",
-           "LMD_PRESETS", "LPIPS_NETS", "MODES", "region_name"]
+           "LMD_PRESETS", "LPIPS_NETS", "MODES", "SUBMISSION_KINDS", "region_name"]

@@ -64,32 +64,32 @@ def video_level_needs(needs: set[str], config) -> set[str]:
 # ---------------------------------------------------------------- per-process networks
 
 @lru_cache(maxsize=2)
-def inception(path, seed):
+def inception(path, seed, device="cpu"):
     from .metrics.fid import inference_model
     from .nets.inception import load_inception
 
-    return inference_model(load_inception(path, allow_random=path is None, seed=seed or 0), fuse=True)
+    return inference_model(load_inception(path, allow_random=path is None, seed=seed or 0), fuse=True).to(device)
 
 
 @lru_cache(maxsize=2)
-def syncnet(path):
+def syncnet(path, device="cpu"):
     from .nets.syncnet import load_syncnet
 
-    return load_syncnet(path)
+    return load_syncnet(path).to(device)
 
 
 @lru_cache(maxsize=2)
-def sync_expert(path):
+def sync_expert(path, device="cpu"):
     from .nets.sync_expert import load_sync_expert
 
-    return load_sync_expert(path)
+    return load_sync_expert(path, device=device)
 
 
 @lru_cache(maxsize=2)
-def s3fd(path):
+def s3fd(path, device="cpu"):
     from .nets.s3fd import S3FDDetector, load_s3fd
 
-    return S3FDDetector(load_s3fd(path))
+    return S3FDDetector(load_s3fd(path), device=device)
 
 
 @lru_cache(maxsize=2)
@@ -127,12 +127,12 @@ def embedder(chip_size: int, padding: float):
     return DlibFaceEmbedder(chip_size, padding)
 
 
-def features(path, seed, images: np.ndarray) -> np.ndarray:
+def features(path, seed, images: np.ndarray, device: str = "cpu") -> np.ndarray:
     from .metrics.fid import FEATURE_DIM, extract_features
 
     if not len(images):
         return np.zeros((0, FEATURE_DIM), np.float32)
-    return extract_features(inception(path, seed), [images], batch_size=max(1, len(images)), fuse=False)
+    return extract_features(inception(path, seed, device), [images], batch_size=max(1, len(images)), fuse=False)
 
 
 def fid_frame_mask(face: np.ndarray, stride: int, region: str) -> np.ndarray:
@@ -143,6 +143,16 @@ def fid_frame_mask(face: np.ndarray, stride: int, region: str) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- geometry of one task
+
+def boxes_through(boxes: np.ndarray, affines: np.ndarray) -> np.ndarray:
+    """(n, 4) x0, y0, x1, y1 boxes: the bounding box of each box's corners through its (2, 3) affine."""
+    b = np.asarray(boxes, np.float64)
+    corners = np.stack([b[:, [0, 1]], b[:, [2, 1]], b[:, [0, 3]], b[:, [2, 3]]], axis=1)  # (n, 4, 2)
+    if not len(b):
+        return b.reshape(0, 4)
+    moved = np.einsum("nij,nkj->nki", affines[:, :, :2], corners) + affines[:, None, :, 2]
+    return np.concatenate([moved.min(axis=1), moved.max(axis=1)], axis=1)
+
 
 class TaskGeometry:
     """The reference clip's affines mapped to this evaluation's crops and the generated video's size."""
@@ -162,6 +172,12 @@ class TaskGeometry:
         self.a_seq = crop_affines(fill_affines(affines, self.face), SEQ_SIZE / float(clip.crop_size), self.src_scale)
         sx, sy = self.src_scale
         self.box_scale = np.array([sx, sy, sx, sy])
+        self.gen_boxes = self.boxes / self.box_scale  # reference face boxes in generated-frame pixels
+        if getattr(cfg, "submission_kind", "frames") == "crops":  # the generated video is the aligned crop itself
+            gw = float(task.video.width)
+            self.a_gen = np.tile(np.array([[self.size / gw, 0, 0], [0, self.size / gw, 0]]), (len(affines), 1, 1))
+            self.a_seq = np.tile(np.array([[SEQ_SIZE / gw, 0, 0], [0, SEQ_SIZE / gw, 0]]), (len(affines), 1, 1))
+            self.gen_boxes = boxes_through(self.boxes, crop_affines(affines, gw / float(clip.crop_size), (1.0, 1.0)))
         self.fid_use = fid_frame_mask(self.face, cfg.fid_stride, cfg.region)
 
 
@@ -225,7 +241,7 @@ class ChunkInputs:
             backend, fi = face_backend(), self.face_index
             b_ref = self.geo.boxes[fi]
             pr = backend.landmarks(self.ref_frames[self.face_pos], b_ref)
-            pg = backend.landmarks(self.gen_frames[self.face_pos], b_ref / self.geo.box_scale)
+            pg = backend.landmarks(self.gen_frames[self.face_pos], self.geo.gen_boxes[fi])
             for j, (p, i) in enumerate(zip(self.face_pos, fi)):
                 lm_r[p] = transform_points(pr[j], self.geo.a_ref[i])
                 lm_g[p] = transform_points(pg[j], self.geo.a_gen[i])
@@ -245,7 +261,7 @@ class ChunkInputs:
             return pos, np.zeros((0, 128)), np.zeros((0, 128))
         emb = embedder(self.config.csim_chip_size, self.config.csim_chip_padding)
         b_ref = self.geo.boxes[fi]
-        return pos, emb.embed(self.ref_frames[pos], b_ref), emb.embed(self.gen_frames[pos], b_ref / self.geo.box_scale)
+        return pos, emb.embed(self.ref_frames[pos], b_ref), emb.embed(self.gen_frames[pos], self.geo.gen_boxes[fi])
 
     @cached_property
     def arcface_embeddings(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -278,7 +294,7 @@ class ChunkInputs:
             images = self.gen_crops[np.searchsorted(self.face_pos, sel)] if len(sel) else self.gen_crops[:0]
         else:
             images = self.gen_frames[sel]
-        return features(w.path, w.seed, images)
+        return features(w.path, w.seed, images, self.config.device)
 
     @cached_property
     def lpips(self) -> tuple[np.ndarray, np.ndarray]:
@@ -308,7 +324,7 @@ class ChunkInputs:
     @cached_property
     def gen_detections(self) -> list:
         if self.config.lse_detector == "s3fd":
-            return s3fd(self.task.weights.path("s3fd")).detect(self.gen_frames, scale=0.25)  # upstream's facedet_scale
+            return s3fd(self.task.weights.path("s3fd"), self.config.device).detect(self.gen_frames, scale=0.25)  # upstream's facedet_scale
         return face_backend().detect(self.gen_frames)
 
 
@@ -415,7 +431,7 @@ class VideoInputs:
         from . import syncnet_crop
         from .metrics.lse import lse
 
-        model = syncnet(self.task.weights.path("syncnet"))
+        model = syncnet(self.task.weights.path("syncnet"), self.config.device)
         if self.config.lse_preset != "fast":
             return self._lse_preset(model)
         wav = to_int16(self.gen_audio)
@@ -428,7 +444,7 @@ class VideoInputs:
         cx, cy, half = syncnet_crop.smooth_track(track)
         crops = np.empty((len(track.frames), syncnet_crop.CROP_SIZE, syncnet_crop.CROP_SIZE, 3), np.uint8)
         for ch in media.iter_frames(self.task.video.path, chunk_size=int(self.config.chunk_size), start=track.start,
-                                    stop=track.stop):
+                                    stop=track.stop, max_pixels=self.config.limits.max_pixels):
             for j, frame in enumerate(ch.frames):
                 k = ch.start + j - track.start
                 crops[k] = syncnet_crop.crop_frame(frame, cx[k], cy[k], half[k])[..., ::-1]
@@ -452,7 +468,7 @@ class VideoInputs:
     def sync_expert(self) -> dict:
         from prep.audio import melspectrogram
 
-        scorer = sync_expert(self.task.weights.path("sync_expert"))
+        scorer = sync_expert(self.task.weights.path("sync_expert"), self.config.device)
         return scorer.clip_sync(self.gen_seq_crops, melspectrogram(self.gen_audio), valid=self.face)
 
 

@@ -17,10 +17,11 @@ RESULTS_SCHEMA_VERSION = RESULTS_SCHEMA
 
 def metric_entry(spec: MetricSpec, summary: dict, n_expected: int, protocol: dict,
                  weights_sha256: str | None = None, calibrated: bool = True,
-                 skipped_reason: str | None = None, **extra) -> dict:
+                 skipped_reason: str | None = None, weights_status: str | None = None, **extra) -> dict:
     """One ``metrics`` entry from a spec and its merged summary (``value``, ``stderr``, ``n``, ...).
 
-    A value from uncalibrated or unverified weights says so in its unit.
+    A value from uncalibrated (random) or unverified (a file whose sha256 is not a pinned official one)
+    weights says so in its unit and in ``weights_status``.
     """
     value, stderr, n = summary.get("value"), summary.get("stderr"), int(summary.get("n") or 0)
     if value is not None and not math.isfinite(float(value)):
@@ -30,7 +31,8 @@ def metric_entry(spec: MetricSpec, summary: dict, n_expected: int, protocol: dic
         skipped_reason = skipped_reason or summary.get("reason") or "not computed"
     else:
         skipped_reason = None
-    unit = spec.unit if calibrated else f"{spec.unit} (uncalibrated)".strip()
+    word = "unverified" if weights_status == "unverified" else "uncalibrated"
+    unit = spec.unit if calibrated else f"{spec.unit} ({word})".strip()
     entry = {"value": None if value is None else float(value), "stderr": None if stderr is None else float(stderr),
              "higher_is_better": spec.higher_is_better, "label": spec.label, "unit": unit, "version": spec.version,
              "n_scored": n, "n_skipped": max(0, n_expected - n), "protocol": protocol,
@@ -42,6 +44,8 @@ def metric_entry(spec: MetricSpec, summary: dict, n_expected: int, protocol: dic
     for key in ("n_samples", "n_reference_samples", "warning"):
         if summary.get(key) is not None:
             entry[key] = summary[key]
+    if weights_status is not None:
+        entry["weights_status"] = weights_status
     entry.update(extra)
     return entry
 

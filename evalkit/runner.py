@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import json
 import logging
 import re
 import sys
@@ -19,6 +20,7 @@ from pathlib import Path
 from talkbase import __version__
 from talkbase.executor import Executor
 from talkbase.fileio import atomic_write_bytes, sha256_file
+from talkbase.paths import relative_text
 from talkbase.results import PER_VIDEO_FILE, RESULTS_FILE, dumps, parse_results, protocol_hash
 from talkbase.threads import one_thread
 
@@ -101,6 +103,8 @@ def protocols_for(specs, config: EvalConfig, weights: ResolvedWeights, extra: di
     out = {}
     for spec in specs:
         p = spec.protocol(config)
+        if config.submission_kind != "frames":  # crops are scored without the paste-back: another protocol
+            p["submission_kind"] = config.submission_kind
         used = {name: weights.get(name).protocol() for name in spec.weights(config) if weights.get(name)}
         if used:
             p["weights"] = used
@@ -123,6 +127,9 @@ def plan_weights(specs, config: EvalConfig, paths: WeightPaths, named_metrics) -
     a default metric whose weights are absent is skipped with the reason.
     """
     needed = {w for s in specs for w in s.weights(config)}
+    for name, given in vars(paths).items():
+        if given and name not in needed:
+            log.warning("--%s %s is not used by these metrics / options; ignored", name.replace("_", "-"), given)
     explicit = {w for s in specs for w in s.weights(config) if named_metrics} | \
         {k for k, v in vars(paths).items() if v and k != "inception"}
     weights, unusable = resolve_weights(needed, config, paths, required=explicit & needed)
@@ -155,12 +162,13 @@ def score_all(executor, fn, tasks, progress: bool, desc: str = "eval") -> list[V
 
 def failed_records(scores, paths: dict | None = None) -> list[dict]:
     """Skip records of the videos whose scoring failed (``paths``: clip id -> file, default ``<id>.mp4``)."""
-    return [{"clip_id": r.clip_id, "path": (paths or {}).get(r.clip_id, f"{r.clip_id}.mp4"), "code": "scoring_failed",
+    return [{"clip_id": r.clip_id, "path": (paths or {}).get(r.clip_id, f"{r.clip_id}.mp4"), "code": r.code or "scoring_failed",
              "reason": r.reason} for r in scores if r.status != "scored"]
 
 
 def write_results(out: Path, *, specs, scores, accepted, skipped, config: EvalConfig, weights: ResolvedWeights,
-                  entries: dict, benchmark: dict, submission_meta, n_expected: int) -> dict:
+                  entries: dict, benchmark: dict, submission_meta, n_expected: int,
+                  config_extra: dict | None = None) -> dict:
     """``out/per_video.parquet`` and ``out/results.json`` (validated by the one reader first); the results dict."""
     from .per_video import per_video_table
     from .submission import count_skips
@@ -177,7 +185,8 @@ def write_results(out: Path, *, specs, scores, accepted, skipped, config: EvalCo
         "benchmark": {**benchmark, "protocol_version": PROTOCOL_VERSION,
                       "protocol_hash": protocol_hash({k: e["protocol"] for k, e in entries.items()})},
         "submission": submission_block(submission_meta, config.mode),
-        "config": {**config.to_dict(), "weights": {k: v.protocol() for k, v in sorted(weights.by_name.items())}},
+        "config": {**config.to_dict(), "weights": {k: v.protocol() for k, v in sorted(weights.by_name.items())},
+                   **(config_extra or {})},
         "metrics": entries, "metric_order": [s.name for s in specs],
         "skipped": [{"clip_id": s["clip_id"], "reason": s["reason"], "code": s["code"], "path": s["path"]}
                     for s in skipped],
@@ -190,6 +199,81 @@ def write_results(out: Path, *, specs, scores, accepted, skipped, config: EvalCo
     atomic_write_bytes(out / RESULTS_FILE, dumps(result).encode())
     log.info("evaluation: %d scored, %d skipped -> %s", n_scored, n_expected - n_scored, out / RESULTS_FILE)
     return result
+def _read_pairs(pairs, config: EvalConfig, prep_out) -> dict[str, str] | None:
+    if pairs is None:
+        return None
+    if config.mode != "cross":
+        raise EvaluationError("--pairs names the driving audio of cross-mode submissions; add --mode cross")
+    from .pairs import PairsError, read_pairs
+
+    if isinstance(pairs, dict):
+        return dict(pairs)
+    try:
+        return read_pairs(pairs, [c.clip_id for c in prep_out.clips(config.split)])
+    except PairsError as e:
+        raise EvaluationError(str(e)) from None
+
+
+def _audio_source(clip_id: str, config: EvalConfig, clips: dict, pair_map):
+    """The clip whose audio ``clip_id``'s submission must carry: None (no check), or False when that clip's
+    source is not available."""
+    from .tasks import AudioSource
+
+    if not config.audio_check:
+        return None
+    src = clip_id if config.mode == "reconstruction" else (pair_map or {}).get(clip_id)
+    if src is None:
+        return None  # cross mode without a pairs list: which audio drives it is not known
+    c = clips.get(src)
+    return AudioSource(c.clip_id, c.path, c.num_frames) if c is not None else False
+
+
+def _pairs_record(pairs, pair_map: dict) -> dict:
+    out = {"n": len(pair_map), "sha256": hashlib.sha256(json.dumps(sorted(pair_map.items())).encode()).hexdigest()}
+    if not isinstance(pairs, dict):
+        out["file"] = Path(pairs).name
+    return out
+
+
+def _default_benchmark_name(prep_out, split: str | None) -> str:
+    """The reference folder's name (its parent's too when it is a generic one like ``shards``), and the split."""
+    path = prep_out.path.resolve()
+    name = path.name
+    if name.lower() in ("shards", "prep", "prep_out", "out", "output", "ref", "reference") and path.parent.name:
+        name = f"{path.parent.name}/{name}"
+    return name + (f" ({split} split)" if split else "")
+
+
+def _check_device(device: str) -> None:
+    """Fail before any decoding when the asked-for device does not exist here."""
+    if device == "cpu":
+        return
+    import torch
+
+    ok = (device == "mps" and torch.backends.mps.is_available()) or (
+        device.startswith("cuda") and torch.cuda.is_available()
+        and int((device.split(":") + ["0"])[1]) < torch.cuda.device_count())
+    if not ok:
+        raise EvaluationError(f"--device {device}: no such device here (torch {torch.__version__}, "
+                              f"CUDA available: {torch.cuda.is_available()}); use --device cpu")
+
+
+def _path_roots(reference: Path, submission: Path) -> dict[str, str]:
+    from talkbase.weights import cache_dir
+
+    home = Path.home()
+    return {"<submission>": str(submission.resolve()), "<reference>": str(reference.resolve()),
+            "$TALKBENCH_CACHE/models": str(cache_dir()), "~": str(home) if str(home) != "/" else ""}
+
+
+def _relative_entry(entry: dict, roots: dict) -> dict:
+    out = dict(entry)
+    for key in ("skipped_reason", "note"):
+        if isinstance(out.get(key), str):
+            out[key] = relative_text(out[key], roots)
+    if isinstance(out.get("skip_reasons"), dict):
+        out["skip_reasons"] = {relative_text(k, roots): v for k, v in out["skip_reasons"].items()}
+    return out
 
 
 # ---------------------------------------------------------------- evaluate
@@ -199,7 +283,8 @@ def evaluate(reference, submission, out, mode: str = "reconstruction", metrics=N
              allow_uncalibrated_fid: bool = False, sync_expert=None, submission_meta: dict | None = None,
              crop: str = "aligned", lse_crop: str = "aligned", limits: SubmissionLimits | None = None,
              benchmark_name: str | None = None, fid_cache_dir=None, config: EvalConfig | None = None,
-             progress: bool = False, weight_paths: dict | None = None, **options) -> dict:
+             progress: bool = False, weight_paths: dict | None = None, follow_symlinks_inside=(), pairs=None,
+             host: str | None = None, dashboard_address: str | None = None, **options) -> dict:
     """Score ``submission`` (a dir of ``<clip_id>.mp4``) against the prep output ``reference``.
 
     Writes ``out/results.json`` (``talkbench-results/1``, :mod:`talkbase.results`) and ``out/per_video.parquet``;
@@ -208,7 +293,15 @@ def evaluate(reference, submission, out, mode: str = "reconstruction", metrics=N
     --list-metrics``). ``crop``: ``aligned`` (face crop from the reference affine) or ``full`` frames for
     PSNR/SSIM/FID; ``lse_crop``: ``aligned`` or ``syncnet-pipeline`` (detector ``lse_detector="dlib"`` or
     ``"s3fd"``). ``scheduler``: None (LocalCluster), a Dask address / Client, or ``"inline"``. ``options``:
-    other :class:`EvalConfig` fields (``csim_stride``, ``fid_stride``, ``crop_size``, ``lmd_preset``, ...).
+    other :class:`EvalConfig` fields (``csim_stride``, ``fid_stride``, ``crop_size``, ``lmd_preset``,
+    ``device`` for the networks, ...). ``follow_symlinks_inside``: folders a submission's symlinks may point
+    into (else a symlink leaving the submission folder is skipped as ``unsafe_path``). ``pairs``: cross mode, a
+    pairs list (:mod:`evalkit.pairs`; or ``{video clip: audio clip}``) naming the audio that drives each video.
+    Each submission's audio is checked against the audio it must carry (its own clip's in reconstruction,
+    the paired clip's in cross mode; :mod:`evalkit.audio_check`, ``audio_check=False`` to disable):
+    a mismatch is skipped as ``audio_mismatch``.
+    Reasons in results.json name files relative to the submission / reference folders, never by this
+    machine's absolute paths.
 
     ``weight_paths``: other weight files by registry name (``alexnet``, ``vgg16``, ``arcface``, ``i3d``).
 
@@ -232,6 +325,7 @@ def evaluate(reference, submission, out, mode: str = "reconstruction", metrics=N
     if config.mode == "reference-free":
         raise ValueError("reference-free mode has no reference: use evalkit.free.evaluate_reference_free")
     specs = [registry.get(n) for n in config.metrics]
+    _check_device(config.device)
     prep_out = PrepOutput.open(reference)
     shards_sha = prep_out.shards_sha256
 
@@ -241,13 +335,30 @@ def evaluate(reference, submission, out, mode: str = "reconstruction", metrics=N
     weights, skipped_metric = plan_weights(specs, config, paths, metrics)
     protocols = protocols_for(specs, config, weights)
 
+    pair_map = _read_pairs(pairs, config, prep_out)
     ref_clips, skipped = load_reference(prep_out, config.split)
-    accepted, sub_skips = validate_submission(reference, submission, config.mode, config.limits, split=config.split)
+    audio_clips = ref_clips  # where driving audio comes from (every verified clip)
+    if pair_map is not None:  # only the paired video clips are expected
+        skipped = [s for s in skipped if s["clip_id"] in pair_map]
+        ref_clips = {k: v for k, v in ref_clips.items() if k in pair_map}
+    accepted, sub_skips = validate_submission(reference, submission, config.mode, config.limits, split=config.split,
+                                              follow_inside=follow_symlinks_inside,
+                                              clip_ids=set(pair_map) if pair_map is not None else None,
+                                              kind=config.submission_kind)
     bad_refs = {s["clip_id"] for s in skipped}
     skipped += [s for s in sub_skips if s["clip_id"] not in bad_refs]
     active = tuple(s.name for s in specs if s.name not in skipped_metric)
-    tasks = [EvalTask(ref_clips[v.clip_id], v, min(v.num_frames, ref_clips[v.clip_id].num_frames), config, weights,
-                      active) for v in accepted if v.clip_id in ref_clips]
+    tasks = []
+    for v in accepted:
+        if v.clip_id not in ref_clips:
+            continue
+        audio = _audio_source(v.clip_id, config, audio_clips, pair_map)
+        if audio is False:
+            skipped.append({"clip_id": v.clip_id, "path": f"{v.clip_id}.mp4", "code": "reference_missing",
+                            "reason": f"the source video of audio clip {pair_map[v.clip_id]} is missing or changed"})
+            continue
+        tasks.append(EvalTask(ref_clips[v.clip_id], v, min(v.num_frames, ref_clips[v.clip_id].num_frames), config,
+                              weights, active, audio or None))
     n_expected = len(ref_clips) + len(bad_refs)
 
     # FID reference statistics: cached by (shards, source hashes, protocol, weights)
@@ -267,7 +378,8 @@ def evaluate(reference, submission, out, mode: str = "reconstruction", metrics=N
             fid_tasks = [ReferenceFIDTask(c, config, inception) for _, c in sorted(ref_clips.items())]
 
     # score
-    with Executor(scheduler, n_workers, n_tasks=len(tasks) + len(fid_tasks)) as executor, one_thread():
+    with Executor(scheduler, n_workers, n_tasks=len(tasks) + len(fid_tasks), dashboard=dashboard_address,
+                  **({"host": host} if host else {})) as executor, one_thread():
         if fid_tasks:
             ref_total = []  # one running FeatureMoments (32 MB), folded in clip order as results arrive
             bar = progress_bar(len(fid_tasks), "eval: FID reference", progress)
@@ -295,19 +407,30 @@ def evaluate(reference, submission, out, mode: str = "reconstruction", metrics=N
         video_skips = count_skips([s for s in skipped if s["code"] != "unknown_clip"])
         entries = merge_entries(specs, scores, config, protocols, weights, skipped_metric, fid_ref, n_expected,
                                 video_skips)
-    name = benchmark_name or prep_out.path.resolve().name + (f":{config.split}" if config.split else "")
+    roots = _path_roots(reference, submission)
+    skipped = [dict(s, reason=relative_text(s["reason"], roots)) for s in skipped]
+    entries = {k: _relative_entry(e, roots) for k, e in entries.items()}
     return write_results(out, specs=specs, scores=scores, accepted=accepted, skipped=skipped, config=config,
-                         weights=weights, entries=entries, benchmark={"name": name, "reference_shards_sha256": shards_sha},
-                         submission_meta=submission_meta, n_expected=n_expected)
+                         weights=weights, entries=entries,
+                         benchmark={"name": benchmark_name or _default_benchmark_name(prep_out, config.split),
+                                    "reference_shards_sha256": shards_sha},
+                         submission_meta=submission_meta, n_expected=n_expected,
+                         config_extra={"pairs": _pairs_record(pairs, pair_map)} if pair_map is not None else None)
 
 
-def _uncalibrated_note(spec, w) -> str:
+def _weights_note(spec, w) -> str | None:
+    """The warning a metric's entry carries when its network is not the pinned official file."""
     from talkbase.weights import REGISTRY
 
+    if w is None or w.calibrated:
+        return None
     pinned = REGISTRY.get(w.name) is None or bool(REGISTRY[w.name].official_sha256)
     if w.path and not pinned:  # no trusted hash to compare with: the file may be the official one
         return (f"UNVERIFIED {spec.label}: no official sha256 is pinned for the {w.name} weights; this file has "
                 f"sha256 {w.sha256[:12]} (compare results only under the same file)")
+    if w.status == "unverified":
+        return (f"UNVERIFIED {spec.label}: the {w.name} file's sha256 {w.sha256[:12]}… is not a pinned "
+                "official hash (talkbase.weights); not comparable with published numbers")
     return (f"UNCALIBRATED {spec.label}: {w.name} weights are not the official file ({w.source}, "
             f"sha256 {w.sha256[:12]}); not comparable with published numbers")
 
@@ -320,7 +443,7 @@ def merge_entries(specs, scores, config, protocols, weights, skipped_metric, fid
     for spec in specs:
         w = _main_weights(spec, config, weights)
         common = dict(protocol=protocols[spec.name], weights_sha256=w.sha256 if w else None,
-                      calibrated=w.calibrated if w else True)
+                      calibrated=w.calibrated if w else True, weights_status=w.status if w else None)
         if spec.name in skipped_metric:
             entries[spec.name] = metric_entry(spec, {}, n_expected, skipped_reason=skipped_metric[spec.name], **common)
             continue
@@ -347,8 +470,9 @@ def merge_entries(specs, scores, config, protocols, weights, skipped_metric, fid
                 extra["ci95"] = list(ci)
                 extra["ci95_method"] = {"method": CI_METHOD, "resamples": int(resamples), "seed": int(config.ci_seed),
                                         "unit": "video"}
-        if w is not None and not w.calibrated:
-            extra["note"] = _uncalibrated_note(spec, w)
+        note = _weights_note(spec, w)
+        if note:
+            extra["note"] = note
         entries[spec.name] = metric_entry(spec, summary, n_expected, skipped_reason=None if summary.get("value")
                                           is not None else summary.get("reason") or "no video could be scored",
                                           **extra, **common)

@@ -6,9 +6,10 @@ problem is reported per video as ``{"clip_id", "path", "reason", "code"}`` and n
 - ``unknown_clip``: an .mp4 whose id is not a reference clip (counted as extra, not scored);
 - ``missing``: a reference clip without a file;
 - ``unsafe_path``: a clip id that would leave DIR (``..``, absolute, backslash) or a symlink whose
-  target is outside DIR (never followed);
+  target is outside DIR (not followed, unless it lies inside a folder named by ``follow_inside``,
+  ``--follow-symlinks-inside DIR``: you vouch for that folder);
 - ``unreadable`` / ``corrupt``: not a regular readable file, or not decodable media;
-- ``no_audio``: no audio stream;
+- ``no_audio``: no audio stream; ``audio_length``: audio absurdly longer than the video (a resource bomb);
 - ``resolution`` / ``duration`` / ``file_size``: outside the limits;
 - ``wrong_length``: frame count at 25 fps differs from the reference by more than the tolerance
   (reconstruction mode) or is below the minimum (cross mode).
@@ -57,8 +58,9 @@ def _skip(clip_id, path, code: str, reason: str) -> dict:
     return {"clip_id": clip_id, "path": path, "code": code, "reason": reason}
 
 
-def locate(root: Path, clip_id: str) -> tuple[Path | None, dict | None]:
-    """The real path of ``clip_id``'s file inside ``root`` (already resolved), or a skip record."""
+def locate(root: Path, clip_id: str, follow_inside=()) -> tuple[Path | None, dict | None]:
+    """The real path of ``clip_id``'s file inside ``root`` (already resolved) or inside one of the
+    ``follow_inside`` folders a symlink may point into, or a skip record."""
     rel = f"{clip_id}{EXTENSION}"
     bad = unsafe_relative_id(clip_id)
     if bad:
@@ -67,9 +69,10 @@ def locate(root: Path, clip_id: str) -> tuple[Path | None, dict | None]:
     if not os.path.lexists(candidate):
         return None, _skip(clip_id, rel, "missing", "no submission file for this reference clip")
     real = Path(os.path.realpath(candidate))
-    if not is_inside(real, root):
+    if not is_inside(real, root) and not any(is_inside(real, d) for d in follow_inside):
         return None, _skip(clip_id, rel, "unsafe_path",
-                           "path resolves outside the submission dir (symlink not followed)")
+                           "path resolves outside the submission dir (symlink not followed: copy the video in, "
+                           "or pass --follow-symlinks-inside with the folder it points into)")
     if not real.exists():
         return None, _skip(clip_id, rel, "missing", "dangling symlink")
     return real, None
@@ -88,7 +91,7 @@ def _walk_mp4(root: Path) -> list[str]:
 
 
 def _check_video(clip_id: str, rel: str, real: Path, ref_frames: int | None, mode: str,
-                 limits: SubmissionLimits, ref_size=None) -> tuple[SubmissionVideo | None, dict | None]:
+                 limits: SubmissionLimits, ref_size=None, kind: str = "frames") -> tuple[SubmissionVideo | None, dict | None]:
     from prep import media
     from prep.errors import MediaError, NotAFile
 
@@ -110,15 +113,23 @@ def _check_video(clip_id: str, rel: str, real: Path, ref_frames: int | None, mod
         return None, _skip(clip_id, rel, "resolution",
                            f"{w}x{h} outside limits (sides {limits.min_side}..{limits.max_side}, "
                            f"at most {limits.max_pixels} pixels)")
-    if ref_size and all(ref_size) and abs(w / h - ref_size[0] / ref_size[1]) > ASPECT_TOLERANCE * ref_size[0] / ref_size[1]:
+    if kind == "crops":
+        if abs(w - h) > ASPECT_TOLERANCE * max(w, h):
+            return None, _skip(clip_id, rel, "resolution", f"{w}x{h} is not square: an aligned-crop submission "
+                                                           "(--submission-kind crops) is the square face crop")
+    elif ref_size and all(ref_size) and abs(w / h - ref_size[0] / ref_size[1]) > ASPECT_TOLERANCE * ref_size[0] / ref_size[1]:
         return None, _skip(clip_id, rel, "resolution",
                            f"{w}x{h} has another aspect ratio than the reference's {ref_size[0]}x{ref_size[1]} "
-                           "(the reference face geometry cannot be mapped onto it)")
+                           "(the reference face geometry cannot be mapped onto it; if these are aligned face "
+                           "crops, pass --submission-kind crops)")
     if not (info.duration_s > 0) or info.duration_s > limits.max_duration_s:
         return None, _skip(clip_id, rel, "duration",
                            f"duration {info.duration_s:.2f}s outside (0, {limits.max_duration_s}] s")
     if not info.has_audio:
         return None, _skip(clip_id, rel, "no_audio", "no audio stream (submissions carry their audio)")
+    too_long = media.check_audio_length(info)
+    if too_long:
+        return None, _skip(clip_id, rel, "audio_length", too_long)
     try:
         n = media.count_frames(real, FPS)
     except MediaError as e:
@@ -151,6 +162,7 @@ def reference_clip_info(reference_out, split: str | None = None) -> dict[str, di
 def validate_submission(reference_out, submission_dir, mode: str = "reconstruction",
                         limits: SubmissionLimits | None = None,
                         reference_lengths: dict[str, int] | None = None, split: str | None = None,
+                        follow_inside=(), clip_ids=None, kind: str = "frames",
                         ) -> tuple[list[SubmissionVideo], list[dict]]:
     """Accepted videos (sorted by clip id) and skip records ``{clip_id, path, code, reason}``.
 
@@ -158,7 +170,9 @@ def validate_submission(reference_out, submission_dir, mode: str = "reconstructi
     ``len(accepted) + (skips that are not unknown_clip) == number of reference clips``.
     ``reference_lengths`` (``{clip_id: frames}``) replaces reading the reference's clips table (then
     the aspect-ratio check is skipped). ``split``: only reference clips of that split are expected
-    (videos of other clips count as ``unknown_clip``).
+    (videos of other clips count as ``unknown_clip``). ``follow_inside``: folders whose files a symlink in
+    the submission may point to. ``clip_ids``: only these reference clips are expected (a pairs list).
+    ``kind``: ``frames`` (full frames, the reference's aspect ratio) or ``crops`` (square aligned face crops).
     """
     limits = limits or SubmissionLimits()
     if mode not in ("reconstruction", "cross"):
@@ -172,13 +186,19 @@ def validate_submission(reference_out, submission_dir, mode: str = "reconstructi
         info = reference_clip_info(reference_out, split)
         if split is not None and not info:
             raise ValueError(f"{reference_out}: no reference clip has split {split!r}")
+    if clip_ids is not None:
+        info = {c: v for c, v in info.items() if c in clip_ids}
     accepted, skipped = [], []
+    follow_inside = [Path(os.path.realpath(d)) for d in follow_inside or ()]
+    for d in follow_inside:
+        if not d.is_dir():
+            raise NotADirectoryError(f"--follow-symlinks-inside {d}: not a directory")
     for clip_id in sorted(info):
-        real, skip = locate(root, clip_id)
+        real, skip = locate(root, clip_id, follow_inside)
         if skip is None:
             ref = info[clip_id]
             video, skip = _check_video(clip_id, f"{clip_id}{EXTENSION}", real, ref["num_frames"], mode, limits,
-                                       (ref["width"], ref["height"]))
+                                       (ref["width"], ref["height"]), kind)
             if video is not None:
                 accepted.append(video)
         if skip is not None:

@@ -26,10 +26,11 @@ class WeightsInfo:
     calibrated: bool  # the official file (pinned sha256), or an in-domain expert given on purpose
     source: str = "file"
     seed: int | None = None
+    status: str = "official"  # official | unverified (a file whose sha256 is not pinned) | random | in-domain
 
     def protocol(self) -> dict:
         """What a metric's protocol records about its weights."""
-        out = {"sha256": self.sha256, "calibrated": self.calibrated}
+        out = {"sha256": self.sha256, "calibrated": self.calibrated, "status": self.status}
         if self.source != "file":
             out["source"] = self.source
         return out
@@ -65,6 +66,15 @@ class ReferenceClip:
 
 
 @dataclass(frozen=True)
+class AudioSource:
+    """The (verified) reference video whose audio a submission must carry (``evalkit.audio_check``)."""
+
+    clip_id: str
+    path: str
+    num_frames: int
+
+
+@dataclass(frozen=True)
 class EvalTask:
     """Score one submitted video against its reference clip."""
 
@@ -74,6 +84,7 @@ class EvalTask:
     config: EvalConfig
     weights: ResolvedWeights
     metrics: tuple[str, ...]  # the metrics to compute (those whose weights are present)
+    audio: AudioSource | None = None  # check the submission's audio against this clip's (None: no check)
 
 
 @dataclass(frozen=True)
@@ -99,15 +110,17 @@ class ReferenceFIDTask:
 @dataclass(frozen=True)
 class VideoScore:
     clip_id: str
-    status: str  # "scored" | "failed"
+    status: str  # "scored" | "failed" | "skipped" (the video is not what it claims: ``code`` says why)
     reason: str | None = None
     values: dict = field(default_factory=dict)  # metric name -> MetricValue
     n_frames: int = 0
     n_face_frames: int = 0
     seconds: float = 0.0
+    code: str | None = None  # skip code for results.json (default "scoring_failed")
 
     def value(self, name: str) -> MetricValue | None:
         return self.values.get(name)
 
 
-__all__ = ["WeightsInfo", "ResolvedWeights", "ReferenceClip", "EvalTask", "FreeTask", "ReferenceFIDTask", "VideoScore"]
+__all__ = ["WeightsInfo", "ResolvedWeights", "ReferenceClip", "AudioSource", "EvalTask", "FreeTask",
+           "ReferenceFIDTask", "VideoScore"]

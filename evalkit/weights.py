@@ -64,18 +64,24 @@ def _inception(config, path) -> WeightsInfo:
                 "not comparable with published FIDs), or leave fid out of --metrics.") from None
         log.info("Inception weights absent: FID will be UNCALIBRATED (random network, seed %d)", config.inception_seed)
         return WeightsInfo("inception", None, _random_inception_sha256(config.inception_seed), False,
-                           source=f"random (seed {config.inception_seed}) - UNCALIBRATED", seed=config.inception_seed)
+                           source=f"random (seed {config.inception_seed}) - UNCALIBRATED", seed=config.inception_seed,
+                           status="random")
     except (WeightsMismatch, WeightsUnreadable) as e:
         hint = ("Use the official pt_inception-2015-12-05-6726825d.pth, or rerun with --allow-uncalibrated-fid to "
                 "score with this file (labelled uncalibrated)." if isinstance(e, WeightsMismatch) else
                 "Pass the official pt_inception-2015-12-05-6726825d.pth.")
         raise FIDWeightsMissing(f"{e}. {hint}") from None
-    return WeightsInfo("inception", net.weights_path, net.weights_sha256, bool(net.calibrated))
+    return _file_info("inception", net)
+
+
+def _file_info(name: str, net) -> WeightsInfo:
+    """A loaded weight file: ``official`` only when its sha256 is pinned in ``talkbase.weights``."""
+    cal = bool(net.calibrated)
+    return WeightsInfo(name, net.weights_path, net.weights_sha256, cal, status="official" if cal else "unverified")
 
 
 def _network(name: str, loader, path) -> WeightsInfo:
-    net = loader(path)
-    return WeightsInfo(name, net.weights_path, net.weights_sha256, bool(net.calibrated))
+    return _file_info(name, loader(path))
 
 
 def _syncnet(config, path) -> WeightsInfo:
@@ -135,7 +141,8 @@ def _sync_expert(config, path) -> WeightsInfo:
         raise WeightsNotFound(f"sync-expert checkpoint {p} not found")
     load_sync_expert(p)  # raises ValueError for a file that is not one
     # an in-domain expert chosen by the user: comparable with itself only (its sha256 is in the protocol)
-    return WeightsInfo("sync_expert", str(p.resolve()), sha256_file(p), True, source="in-domain sync expert")
+    return WeightsInfo("sync_expert", str(p.resolve()), sha256_file(p), True, source="in-domain sync expert",
+                       status="in-domain")
 
 
 def _dlib(config, path) -> WeightsInfo:
@@ -176,7 +183,8 @@ def resolve_weights(names, config, paths: WeightPaths, required=()) -> tuple[Res
     A network in ``required`` (asked for explicitly) that cannot be used raises :class:`EvaluationError`.
     """
     found, unusable = {}, {}
-    for name in sorted(set(names)):
+    required = set(required)
+    for name in sorted(set(names), key=lambda n: (n not in required, n)):  # what was asked for first
         try:
             found[name] = _RESOLVERS[name](config, getattr(paths, name, None))
         except FIDWeightsMissing:

@@ -39,13 +39,13 @@ def reference_fid_features(task: ReferenceFIDTask) -> dict:
             affines = crop_affines(np.asarray(clip.affines), cfg.crop_size / clip.crop_size, (1, 1))
             use = fid_frame_mask(clip.face, cfg.fid_stride, cfg.region)
             feats = []
-            for ch in media.iter_frames(clip.path, chunk_size=cfg.chunk_size, stop=clip.num_frames):
+            for ch in media.iter_frames(clip.path, chunk_size=cfg.chunk_size, stop=clip.num_frames, max_pixels=None):
                 sel = [i for i in range(ch.start, ch.start + len(ch.frames)) if use[i]]
                 if sel:
                     imgs = ch.frames[[i - ch.start for i in sel]]
                     if cfg.region == "aligned":
                         imgs = warp_many(imgs, affines[sel], cfg.crop_size)
-                    feats.append(features(w.path, w.seed, imgs))
+                    feats.append(features(w.path, w.seed, imgs, cfg.device))
         f = np.concatenate(feats) if feats else np.zeros((0, 2048), np.float32)
         return {"clip_id": clip.clip_id, "status": "ok", "features": f}
     except Exception as e:  # noqa: BLE001 - reported, never raised through Dask
@@ -53,12 +53,20 @@ def reference_fid_features(task: ReferenceFIDTask) -> dict:
         return {"clip_id": clip.clip_id, "status": "failed", "reason": _reason(e), "features": None}
 
 
+class AudioMismatch(ValueError):
+    """The submission's audio is not the audio it must carry."""
+
+
 def score_video(task: EvalTask) -> VideoScore:
-    """Score one accepted submission video; failures come back as ``status="failed"`` with a reason."""
+    """Score one accepted submission video; failures come back as ``status="failed"`` with a reason, a video
+    whose audio is not the one it must carry as ``status="skipped"``, ``code="audio_mismatch"``."""
     t0 = time.perf_counter()
     try:
         with one_thread():  # numbers must not depend on the worker's thread count
             out = _score_video(task)
+    except AudioMismatch as e:
+        return VideoScore(task.clip.clip_id, "skipped", str(e), seconds=time.perf_counter() - t0,
+                          code="audio_mismatch")
     except Exception as e:  # noqa: BLE001 - a bad video must not take down the evaluation
         log.warning("scoring %s failed: %s", task.clip.clip_id, e, exc_info=log.isEnabledFor(logging.DEBUG))
         return VideoScore(task.clip.clip_id, "failed", f"scoring failed: {_reason(e)}",
@@ -75,11 +83,19 @@ def _score_video(task: EvalTask) -> dict:
     geo = TaskGeometry(task)
     needs = video_level_needs({x for s in specs for x in s.needs}, cfg)
     video = VideoInputs(task, geo, needs)
+    if task.audio is not None:  # before any frame is decoded
+        from .audio_check import check
+
+        n_audio = min(geo.n, task.audio.num_frames)
+        what = "its reference clip" if task.audio.clip_id == task.clip.clip_id else f"clip {task.audio.clip_id}"
+        why = check(media.read_audio(task.audio.path, n_audio), video.gen_audio[:n_audio * 640], what)
+        if why:
+            raise AudioMismatch(why)
     accumulators = {s.name: s.new(cfg) for s in specs}
     fed = [s for s in specs if s.feed is not None]
     n = geo.n
-    ref_iter = media.iter_frames(task.clip.path, chunk_size=cfg.chunk_size, stop=n)
-    gen_iter = media.iter_frames(task.video.path, chunk_size=cfg.chunk_size, stop=n)
+    ref_iter = media.iter_frames(task.clip.path, chunk_size=cfg.chunk_size, stop=n, max_pixels=None)  # verified
+    gen_iter = media.iter_frames(task.video.path, chunk_size=cfg.chunk_size, stop=n, max_pixels=cfg.limits.max_pixels)
     done = 0
     for rch, gch in zip(ref_iter, gen_iter):
         if rch.start != gch.start:
@@ -101,4 +117,4 @@ def _score_video(task: EvalTask) -> dict:
     return {"values": values, "n_frames": video.n_frames, "n_face_frames": int(video.face.sum())}
 
 
-__all__ = ["score_video", "reference_fid_features"]
+__all__ = ["score_video", "reference_fid_features", "AudioMismatch"]

@@ -45,8 +45,9 @@ def per_video_values(path, keys: list[str]) -> dict[str, np.ndarray]:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    try:
-        t = pq.read_table(path)
+    try:  # only the columns a plot reads (the registry already bounded rows and size)
+        names = pq.ParquetFile(path).schema_arrow.names
+        t = pq.read_table(path, columns=[c for c in dict.fromkeys([*keys, "metric", "value"]) if c in names])
     except Exception as e:  # untrusted file: any parser error means "no per-video data"
         log.warning("%s: unreadable per-video parquet (%s)", path, e)
         return {}

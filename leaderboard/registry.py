@@ -46,6 +46,9 @@ REGISTRY_SCHEMA = "talkbench-registry/1"
 SUBMISSION_FILE = "submission.json"
 REGISTRY_FILE = "registry.json"
 MAX_JSON_BYTES = MAX_RESULTS_BYTES  # results, submission and registry files alike
+MAX_PER_VIDEO_BYTES = 64 << 20  # per_video.parquet on disk
+MAX_PER_VIDEO_ROWS = 1_000_000  # one row per video: far more than any benchmark
+MAX_PER_VIDEO_DECODED = 256 << 20  # uncompressed bytes its metadata declares
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 __all__ = ["ResultsError", "Submission", "Rejected", "BenchmarkDecl", "Collection", "collect", "find_results",
@@ -77,6 +80,7 @@ class Submission:
     n_skipped: int | None = None
     per_video: Path | None = None  # verified per-video parquet, if any
     metadata_source: str = RESULTS_FILE
+    skipped: tuple = ()  # the results' skip records ({clip_id, code, reason}): what was not scored and why
 
 
 @dataclass(frozen=True)
@@ -155,10 +159,32 @@ def _per_video_file(results_dir: Path, pv: dict | None, rel: str, warnings: list
         return None
     if not p.is_file() or p.is_symlink():
         return None
+    why = _per_video_too_big(p)
+    if why:
+        warnings.append(f"{rel}: per_video.parquet {why}; ignored")
+        return None
     if sha256_file(p) != pv["sha256"]:
         warnings.append(f"{rel}: per_video.parquet sha256 does not match results.json; ignored")
         return None
     return p
+
+
+def _per_video_too_big(p: Path) -> str | None:
+    """Why a per-video parquet is refused before reading it (its footer is read, nothing else), or None."""
+    import pyarrow.parquet as pq
+
+    size = p.stat().st_size
+    if size > MAX_PER_VIDEO_BYTES:
+        return f"is {size} bytes (limit {MAX_PER_VIDEO_BYTES})"
+    try:
+        md = pq.ParquetFile(p).metadata
+    except Exception as e:  # noqa: BLE001 - not a parquet file
+        return f"is not readable as parquet ({type(e).__name__})"
+    decoded = sum(md.row_group(i).total_byte_size for i in range(md.num_row_groups))
+    if md.num_rows > MAX_PER_VIDEO_ROWS or decoded > MAX_PER_VIDEO_DECODED or md.num_columns > 1000:
+        return (f"declares {md.num_rows} rows, {md.num_columns} columns, {decoded} bytes uncompressed (limits "
+                f"{MAX_PER_VIDEO_ROWS} rows, 1000 columns, {MAX_PER_VIDEO_DECODED} bytes)")
+    return None
 
 
 # ---------------------------------------------------------------- registry
@@ -307,4 +333,5 @@ def _load_one(root: Path, rel: str, entries: dict | None, warnings: list[str]) -
         link=meta["link"], notes=meta["notes"], kind=meta["kind"], mode=meta["mode"],
         talkbench_version=r.talkbench_version, metrics=dict(r.metrics), metric_order=tuple(r.metric_order),
         n_expected=r.n_expected, n_scored=r.n_scored, n_skipped=r.n_skipped,
-        per_video=_per_video_file(path.parent, r.per_video, rel, warnings), metadata_source=source)
+        per_video=_per_video_file(path.parent, r.per_video, rel, warnings), metadata_source=source,
+        skipped=tuple(x for x in r.skipped if isinstance(x, dict)))

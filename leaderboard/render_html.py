@@ -11,8 +11,8 @@ from talkbase.escape import h, safe_url
 
 from .registry import Collection
 from .render_md import INTRO
-from .tables import (PROTOCOL_SOURCE, Benchmark, Row, Table, arrow, fmt_counts, fmt_metric, fmt_rank, skipped_reason,
-                     weights_line)
+from .tables import (PROTOCOL_SOURCE, Benchmark, Row, Table, arrow, fmt_counts, fmt_metric, fmt_rank, lead_columns,
+                     skip_notes, skipped_reason, weights_line)
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
 
@@ -26,13 +26,14 @@ dl.protocol{display:grid;grid-template-columns:max-content auto;gap:.15rem 1rem;
 dl.protocol dt{color:#495057}dl.protocol dd{margin:0;word-break:break-all}
 .scroll{overflow-x:auto}
 table.board{border-collapse:collapse;font-size:.82rem;margin:.3rem 0 .8rem}
-table.board th,table.board td{border:1px solid #dee2e6;padding:.3rem .5rem;vertical-align:top}
-table.board th{background:#f1f3f5;white-space:nowrap}
-table.board td.num{text-align:right;white-space:nowrap;font-variant-numeric:tabular-nums}
+table.board th,table.board td{border:1px solid #dee2e6;padding:.25rem .4rem;vertical-align:top}
+table.board th{background:#f1f3f5;white-space:normal;min-width:3.5rem}
+table.board td.num{text-align:right;font-variant-numeric:tabular-nums}
+table.board td.num .v,table.board td.num .rank{white-space:nowrap}
 table.board td.best{background:#ebfbee}
-table.board td.notes{min-width:12rem;max-width:24rem;overflow-wrap:anywhere}
+table.board td.notes{min-width:6rem;max-width:16rem;overflow-wrap:anywhere}
 table.board td.date{white-space:nowrap}
-table.board td.name{min-width:8rem;max-width:16rem;overflow-wrap:anywhere;font-weight:600}
+table.board td.name{min-width:6rem;max-width:12rem;overflow-wrap:anywhere;font-weight:600}
 tr.kind-ground-truth td{background:#f8f9fa;font-style:italic}
 tr.kind-baseline td.name{color:#495057}
 .rank{color:#868e96;font-size:.8em}.na{color:#adb5bd}
@@ -48,7 +49,7 @@ footer{margin-top:3rem;font-size:.8rem;color:#868e96}
 
 
 def _header(table: Table) -> str:
-    cells = ["<th>Submission</th>", "<th>Kind</th>", "<th>Model</th>", "<th>Date</th>"]
+    cells = ["<th>Submission</th>", "<th>Kind</th>"] + [f"<th>{n.capitalize()}</th>" for n in lead_columns(table)]
     for c in table.headline:
         label = f"{h(c.label, 60)} {arrow(c)}"
         if c.key in table.uncalibrated:
@@ -70,10 +71,12 @@ def _name_cell(row: Row) -> str:
 
 def _row(row: Row, table: Table) -> str:
     s = row.sub
-    cells = [_name_cell(row), f'<td><span class="kind">{h(s.kind)}</span></td>',
-             f"<td>{h(s.model, 80)}</td>", f'<td class="date">{h(s.date, 20)}</td>']
+    cells = [_name_cell(row), f'<td><span class="kind">{h(s.kind)}</span></td>']
+    cells += [f'<td class="{name}">{h(getattr(s, name), 80)}</td>' for name in lead_columns(table)]
     for c in table.headline:
-        v = h(fmt_metric(s, c))
+        # value, "± stderr" and the rank each stay whole; a narrow window wraps between them
+        value, _, se = fmt_metric(s, c).partition(" ± ")
+        v = f'<span class="v">{h(value)}</span>' + (f' <span class="v">± {h(se)}</span>' if se else "")
         why = skipped_reason(s, c)
         classes = ["num"]
         if why:
@@ -92,12 +95,7 @@ def _row(row: Row, table: Table) -> str:
 
 
 def _skips(table: Table) -> str:
-    items = []
-    for row in table.rows:
-        for c in table.headline:
-            why = skipped_reason(row.sub, c)
-            if why and why != "not reported":
-                items.append(f"<li>{h(row.sub.name, 60)} — {h(c.label, 60)}: {h(why, 200)}</li>")
+    items = [f"<li>{h(line, 400)}</li>" for line in skip_notes(table)]
     return f'<ul class="skips">{"".join(items)}</ul>\n' if items else ""
 
 

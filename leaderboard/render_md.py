@@ -4,8 +4,8 @@ from __future__ import annotations
 from talkbase.escape import md, md_url, safe_url
 
 from .registry import Collection
-from .tables import (PROTOCOL_SOURCE, Benchmark, Row, Table, arrow, fmt_counts, fmt_metric, fmt_rank, skipped_reason,
-                     weights_line)
+from .tables import (PROTOCOL_SOURCE, Benchmark, Row, Table, arrow, fmt_counts, fmt_metric, fmt_rank, lead_columns,
+                     skip_notes, weights_line)
 
 INTRO = ("Mean over scored videos with its 95 % bootstrap interval [lo, hi] (± standard error where a file has "
          "no interval). ↑ higher is better, ↓ lower is better. (k) is the rank among models and baselines; (k≈) "
@@ -23,12 +23,13 @@ def _header(table: Table) -> str:
         if c.key in table.uncalibrated:
             label += " (uncalibrated)"
         cols.append(label)
-    lead = ["Submission", "Kind", "Model", "Date"]
+    lead = ["Submission", "Kind"] + [name.capitalize() for name in lead_columns(table)]
     tail = ["N scored / skipped", "Notes"]
     if table.ranked:
         tail.insert(0, "Mean rank")
     names = lead + cols + tail
-    return "| " + " | ".join(names) + " |\n|" + "|".join("---" if i < 4 or i >= 4 + len(cols) else "--:"
+    k = len(lead)
+    return "| " + " | ".join(names) + " |\n|" + "|".join("---" if i < k or i >= k + len(cols) else "--:"
                                                         for i in range(len(names))) + "|\n"
 
 
@@ -40,7 +41,7 @@ def _submission_cell(row: Row) -> str:
 
 def _row(row: Row, table: Table) -> str:
     s = row.sub
-    cells = [_submission_cell(row), md(s.kind), md(s.model, 80), md(s.date, 20)]
+    cells = [_submission_cell(row), md(s.kind)] + [md(getattr(s, name), 80) for name in lead_columns(table)]
     for c in table.headline:
         v = fmt_metric(s, c)
         if table.ranked and c.key in row.best:
@@ -55,12 +56,7 @@ def _row(row: Row, table: Table) -> str:
 
 
 def _skips(table: Table) -> str:
-    lines = []
-    for row in table.rows:
-        for c in table.headline:
-            why = skipped_reason(row.sub, c)
-            if why and why != "not reported":
-                lines.append(f"- {md(row.sub.name, 60)} — {md(c.label, 60)}: {md(why, 200)}\n")
+    lines = [f"- {md(line, 400)}\n" for line in skip_notes(table)]
     return ("Not computed:\n\n" + "".join(lines) + "\n") if lines else ""
 
 

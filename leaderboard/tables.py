@@ -56,6 +56,7 @@ class Row:
     best: set[str] = field(default_factory=set)
     mean_rank: float | None = None
     tied: dict[str, str] = field(default_factory=dict)  # column -> how it is tied with the row ranked above it
+    missing: str | None = None  # what an incomplete submission did not score (None: complete)
 
     @property
     def ranked(self) -> bool:
@@ -323,9 +324,39 @@ def _sort_rows(rows: list[Row]) -> list[Row]:
     return sorted(rows, key=key)
 
 
+INCOMPLETE = ("incomplete: not every reference clip of the benchmark was scored. Only complete submissions are "
+              "ranked, so leaving out hard clips never pays; what each row is missing is listed below")
+
+
+def benchmark_clip_count(subs: list[Submission]) -> int | None:
+    """How many reference clips the benchmark has: the ground truth's count, else the largest any file reports."""
+    gt = {s.n_expected for s in subs if s.kind == "ground-truth" and s.n_expected is not None}
+    if len(gt) == 1:
+        return gt.pop()
+    counts = [s.n_expected for s in subs if s.n_expected is not None]
+    return max(counts) if counts else None
+
+
+def missing_clips(sub: Submission, expected: int | None) -> str | None:
+    """None when ``sub`` scored every clip of the benchmark; else what it is missing, in words."""
+    if sub.n_scored is None or sub.n_expected is None:
+        return "the results file does not say how many clips were scored"
+    want = max(expected or 0, sub.n_expected)
+    if sub.n_scored >= want:
+        return None
+    parts = [f"{sub.n_scored} of {want} clips scored"]
+    if sub.n_expected < want:
+        parts.append(f"evaluated on {sub.n_expected} clips only (another split or subset)")
+    skips = [x for x in sub.skipped if x.get("code") != "unknown_clip" and isinstance(x.get("clip_id"), str)]
+    if skips:
+        shown = ", ".join(f"{x['clip_id']} ({x.get('code') or 'skipped'})" for x in skips[:5])
+        parts.append(f"not scored: {shown}" + (f" and {len(skips) - 5} more" if len(skips) > 5 else ""))
+    return "; ".join(parts)
+
+
 def _table(subs: list[Submission], ranked: bool, reason: str | None, protocol: tuple[str, str],
-           columns: tuple[Column, ...]) -> Table:
-    rows = [Row(s) for s in subs]
+           columns: tuple[Column, ...], expected: int | None = None) -> Table:
+    rows = [Row(s, missing=missing_clips(s, expected)) for s in subs]
     present = {k for s in subs for k in s.metrics}
     cols = tuple(c for c in columns if c.key in present)
     if ranked:
@@ -364,18 +395,22 @@ def build_benchmarks(collection: Collection) -> list[Benchmark]:
             all_names = Counter(s.benchmark_name for s in collection.submissions
                                 if s.reference_shards_sha256 == sha and s.benchmark_name)
             name = min(all_names, key=lambda n: (-all_names[n], n)) if all_names else ""
+        expected = benchmark_clip_count(in_protocol or subs)
         ranked, mismatched = [], {}
         for s in sorted(subs, key=lambda s: s.path):
             key, reason = mismatch(s, protocol, weights, by_key)
+            if not key and s.kind != "ground-truth" and missing_clips(s, expected):
+                key, reason = ("incomplete",), INCOMPLETE
             if key:
                 mismatched.setdefault(key, (reason, []))[1].append(s)
             else:
                 ranked.append(s)
-        unranked = [_table(members, False, reason, protocol, columns) for reason, members in mismatched.values()]
+        unranked = [_table(members, False, reason, protocol, columns, expected)
+                    for reason, members in mismatched.values()]
         unranked.sort(key=lambda t: (t.reason, t.rows[0].sub.path))
         out.append(Benchmark(name=name, reference_shards_sha256=sha, mode=mode, declared=decl is not None,
                              protocol_version=protocol[0], protocol_hash=protocol[1], weights=weights,
-                             ranked=_table(ranked, True, None, protocol, columns), unranked=unranked,
+                             ranked=_table(ranked, True, None, protocol, columns, expected), unranked=unranked,
                              columns=columns))
     out.sort(key=lambda b: (b.name.casefold(), b.name, b.reference_shards_sha256, b.mode))
     return out
@@ -423,6 +458,32 @@ def fmt_counts(sub: Submission) -> str:
     sc = "?" if sub.n_scored is None else str(sub.n_scored)
     sk = "?" if sub.n_skipped is None else str(sub.n_skipped)
     return f"{sc} / {sk}"
+
+
+def lead_columns(table: Table) -> list[str]:
+    """The optional text columns (``model``, ``date``) that at least one row of the table fills."""
+    return [name for name in ("model", "date") if any(getattr(r.sub, name) for r in table.rows)]
+
+
+def skip_notes(table: Table) -> list[str]:
+    """One line per distinct reason a headline value is missing ("LSE-D, LSE-C: <why> (3 rows)"), then one
+    line per incomplete row. Untrusted text: renderers escape it."""
+    by_reason: dict[str, tuple[list[str], list[str]]] = {}
+    for row in table.rows:
+        for c in table.headline:
+            why = skipped_reason(row.sub, c)
+            if why and why != "not reported":
+                labels, names = by_reason.setdefault(why, ([], []))
+                if c.label not in labels:
+                    labels.append(c.label)
+                if row.sub.name not in names:
+                    names.append(row.sub.name)
+    out = []
+    for why, (labels, names) in by_reason.items():
+        who = names[0] if len(names) == 1 else f"{len(names)} rows"
+        out.append(f"{', '.join(labels)}: {why} ({who})")
+    out += [f"{row.sub.name}: {row.missing}" for row in table.rows if row.missing]
+    return out
 
 
 def skipped_reason(sub: Submission, col: Column) -> str | None:

@@ -43,6 +43,8 @@ class QAFilters:
     min_blur: float | None = None  # variance of Laplacian on the mouth region
     min_loudness_db: float | None = -55.0  # dBFS; below is treated as silence
     max_fit_residual: float | None = None  # mean 3DMM keypoint residual, source px
+    min_audio_coverage: float | None = 0.9  # fraction of the clip with audio from the file (not zero padding)
+    max_num_faces: int | None = 1  # faces seen at once in a frame (a second face: whose lips are these?)
 
     def __post_init__(self):
         for f in fields(self):

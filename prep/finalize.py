@@ -27,6 +27,7 @@ from . import audio as audio_features
 from . import media, qa, syncqa
 from .config import PrepConfig
 from .errors import FaceError, TooShort
+from .failures import is_transient
 from .inputs import InputItem
 from .schema import FRAMES_SCHEMA
 from .shards import fixed_list_array, rows_to_table, write_table_atomic, write_tables_atomic
@@ -151,17 +152,19 @@ def finalize_clip(it: InputItem, segments: list[dict], cfg: PrepConfig, work_roo
     cuts = suppress_cuts(raw, cfg.shots.detector_min_frames) if cfg.shots.enabled else []
     bounds = shot_bounds(num_frames, cuts)
     pieces = sorted((p for s in segments for p in s.get("pieces", [])), key=lambda p: p["start"])
-    wav = media.read_audio(it.source_path, num_frames)  # the only audio decode of this source
+    wav, audio_span = media.read_audio_span(it.source_path, num_frames)  # the only audio decode of this source
     sha = sha256_file(it.source_path)
     found = np.array(found, bool)
     shot = _ShotContext(it, cfg, work, src_info, sync_scorer, bounds, cuts, landmarks, found, pieces, wav, sha,
-                        segment_tables)
+                        segment_tables, audio_span)
     clips, failures = [], []
     for k, (a, b) in enumerate(bounds):
         cid = shot_clip_id(it.clip_id, a, len(bounds))
         try:
             clips.append(shot.finalize(k, a, b, cid))
         except Exception as e:  # noqa: BLE001 — every error is data; the other shots go on
+            if is_transient(e):  # the environment's fault: the source is retried whole, nothing committed
+                raise
             log.debug("shot %s failed", cid, exc_info=True)
             failures.append(dict(failure_record(it, e), clip_id=cid))
     done = {"status": "ok" if clips else "failed", "clip_id": it.clip_id, "source_path": it.source_path,
@@ -177,10 +180,18 @@ def finalize_clip(it: InputItem, segments: list[dict], cfg: PrepConfig, work_roo
 class _ShotContext:
     """What every shot of one source shares (its frames' landmarks, pieces, audio, …)."""
 
-    def __init__(self, it, cfg, work, src_info, scorer, bounds, cuts, landmarks, found, pieces, wav, sha, tables):
+    def __init__(self, it, cfg, work, src_info, scorer, bounds, cuts, landmarks, found, pieces, wav, sha, tables,
+                 audio_span):
         self.it, self.cfg, self.work, self.src, self.scorer = it, cfg, work, src_info, scorer
         self.bounds, self.cuts, self.landmarks, self.found = bounds, cuts, landmarks, found
         self.pieces, self.wav, self.sha, self.tables = pieces, wav, sha, tables
+        self.audio_span = audio_span
+
+    def audio_coverage(self, a: int, b: int) -> float:
+        """Fraction of shot [a, b)'s audio samples that came from the file (not padding)."""
+        lo, hi = a * SAMPLES_PER_FRAME, b * SAMPLES_PER_FRAME
+        got = max(0, min(hi, self.audio_span[1]) - max(lo, self.audio_span[0]))
+        return got / (hi - lo) if hi > lo else 0.0
 
     def _crops(self, a: int, b: int) -> syncqa.LazyCrops:
         from .output import decode_crop
@@ -227,6 +238,7 @@ class _ShotContext:
             "qa_num_faces": face["num_faces_max"], "qa_jitter": face["jitter"],
             "qa_blur": float(np.median(face["blur"])) if face["blur"] else float("nan"),
             "qa_loudness_db": qa.loudness_db(clip_wav), "qa_fit_residual": residual,
+            "qa_audio_coverage": self.audio_coverage(a, b),
         }
         face_flags = clip_checks(dict(face, **({"fit_residual": residual} if fit is not None else {})), fc, cid)
         flags, passed = qa.apply_filters(measures, cfg.filters)

@@ -7,7 +7,9 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 
-VIDEO_EXTENSIONS = {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".flv", ".ts", ".wmv"}
+# what a directory scan takes as a video (case-insensitive); README lists the same
+VIDEO_EXTENSIONS = {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".flv", ".ts", ".wmv",
+                    ".3gp", ".3g2", ".mts", ".m2ts", ".ogv", ".vob", ".mxf", ".asf", ".divx", ".f4v", ".qt"}
 
 
 @dataclass(frozen=True)
@@ -39,18 +41,29 @@ def clip_id_for(path: Path, root: Path) -> str:
 
 def scan_directory(root) -> list[InputItem]:
     """Every video file under ``root`` (recursively, by extension, case-insensitive), sorted."""
+    return scan_directory_report(root)[0]
+
+
+def scan_directory_report(root) -> tuple[list[InputItem], list[str]]:
+    """``(videos, skipped)``: :func:`scan_directory`'s items, and the relative path of every other file (and of
+    every directory named like a video) that the scan passed over. Symlinks with a video name are inputs
+    (a dangling one or a loop becomes a failure row that says so)."""
     root = Path(root)
-    items = []
+    items, skipped = [], []
     for p in sorted(root.rglob("*")):
-        if p.suffix.lower() in VIDEO_EXTENSIONS and (p.is_file() or p.is_symlink()):
+        video_name = p.suffix.lower() in VIDEO_EXTENSIONS
+        if video_name and (p.is_symlink() or p.is_file()):
             items.append(InputItem(str(p), clip_id_for(p, root)))
-    return items
+        elif (p.is_file() or p.is_symlink() or video_name) and not p.name.startswith("."):
+            skipped.append(p.relative_to(root).as_posix())
+    return items, skipped
 
 
-def read_list_file(list_file) -> list[InputItem]:
+def read_list_file(list_file, root=None) -> list[InputItem]:
     """A ``.txt`` (one path per line, ``#`` comments) or ``.csv`` (header with ``path`` and optional ``split``,
-    ``speaker``, ``clip_id``) list. Relative paths are relative to the list file; clip ids are relative to the
-    list file's directory unless given."""
+    ``speaker``, ``clip_id``) list. Relative paths are relative to the list file. Clip ids (unless the CSV
+    gives them) are the paths relative to ``root`` without extension; the default root is the deepest folder
+    that holds every listed file (so a list of ``videos/a.mp4``, ``videos/b.mp4`` gives ``a`` and ``b``)."""
     list_file = Path(list_file)
     base = list_file.parent
     rows: list[dict] = []
@@ -65,31 +78,44 @@ def read_list_file(list_file) -> list[InputItem]:
             line = line.strip()
             if line and not line.startswith("#"):
                 rows.append({"path": line})
-    items = []
+    paths = []
     for r in rows:
         p = Path(r["path"].strip())
-        p = p if p.is_absolute() else base / p
-        try:
-            cid = r.get("clip_id") or clip_id_for(p, base)
-        except ValueError:  # outside the list's directory: fall back to the path without extension
-            cid = str(PurePosixPath(*p.with_suffix("").parts[1:]))
+        paths.append(Path(os.path.abspath(p if p.is_absolute() else base / p)))
+    if root is None:
+        root = Path(os.path.commonpath([str(p.parent) for p in paths])) if paths else base
+    root = Path(os.path.abspath(root))
+    items = []
+    for r, p in zip(rows, paths):
+        cid = (r.get("clip_id") or "").strip()
+        if not cid:
+            try:
+                cid = clip_id_for(p, root)
+            except ValueError:
+                raise ValueError(f"{list_file}: {p} is not under the clip-id root {root} (--root)") from None
         items.append(InputItem(str(p), cid, (r.get("split") or None), (r.get("speaker") or None)))
     return items
 
 
-def collect_inputs(source, recipe: str | None = None) -> list[InputItem]:
-    """Inputs from a directory, a list file, or ``recipe`` applied to a corpus directory."""
+def collect_inputs(source, recipe: str | None = None, root=None) -> list[InputItem]:
+    """Inputs from a directory, a list file (clip ids relative to ``root``), or ``recipe`` applied to a
+    corpus directory."""
+    return collect_inputs_report(source, recipe, root)[0]
+
+
+def collect_inputs_report(source, recipe: str | None = None, root=None) -> tuple[list[InputItem], list[str]]:
+    """:func:`collect_inputs` and the files a directory scan skipped (not videos)."""
     source = Path(source)
     if recipe:
         from .recipes import get_recipe
 
-        return get_recipe(recipe)(source)
+        return get_recipe(recipe)(source), []
     if source.is_dir():
-        return scan_directory(source)
+        return scan_directory_report(source)
     if source.is_file() and source.suffix.lower() in (".txt", ".csv", ".lst"):
-        return read_list_file(source)
+        return read_list_file(source, root), []
     if source.is_file() and source.suffix.lower() in VIDEO_EXTENSIONS:
-        return [InputItem(str(source), source.stem)]
+        return [InputItem(str(source), source.stem)], []
     raise FileNotFoundError(f"{source}: not a directory, a .txt/.csv list, or a video file")
 
 
@@ -105,5 +131,5 @@ def write_inputs_csv(items: list[InputItem], path) -> Path:
     return path
 
 
-__all__ = ["InputItem", "VIDEO_EXTENSIONS", "scan_directory", "read_list_file", "collect_inputs",
-           "write_inputs_csv", "clip_id_for"]
+__all__ = ["InputItem", "VIDEO_EXTENSIONS", "scan_directory", "scan_directory_report", "read_list_file",
+           "collect_inputs", "collect_inputs_report", "write_inputs_csv", "clip_id_for"]

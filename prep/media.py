@@ -12,6 +12,7 @@ resampler version) and trimmed/padded to exactly
 """
 from __future__ import annotations
 
+import errno
 import logging
 import math
 import os
@@ -31,6 +32,11 @@ from .errors import (MediaError, NoAudioStream, NoVideoStream, NotAFile, Undecod
 
 log = logging.getLogger(__name__)
 _EPS = 1e-6  # seconds; absorbs float rounding of timestamps
+# a decoded frame larger than this is refused before it is converted (every frame is checked: a stream can
+# switch resolution in-band after a small first SPS); callers with their own limits pass ``max_pixels``
+MAX_FRAME_PIXELS = 4096 * 2304
+# audio longer than the video by more than this (seconds, and more than twice the video) is refused
+MAX_AUDIO_EXCESS_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -46,6 +52,8 @@ class MediaInfo:
     audio_sample_rate: int | None
     audio_channels: int | None
     audio_codec: str | None
+    rotation: int = 0  # display rotation applied to every decoded frame (degrees counter-clockwise)
+    audio_duration_s: float | None = None  # container estimate
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -65,6 +73,13 @@ class FrameChunk:
 
 def _check_file(path: Path) -> None:
     if not path.exists():
+        if os.path.islink(path):
+            try:
+                os.stat(path)
+            except OSError as e:
+                if e.errno == errno.ELOOP:
+                    raise NotAFile(path, "symlink loop") from None
+            raise NotAFile(path, "dangling symlink (its target does not exist)")
         raise NotAFile(path, "file does not exist")
     if not path.is_file():
         raise NotAFile(path, "not a regular file")
@@ -104,13 +119,16 @@ def probe(path) -> MediaInfo:
         else:
             dur = (vs.frames or 0) / float(rate)
         a = c.streams.audio[0] if c.streams.audio else None
+        rot = _first_rotation(c, vs)
+        w, h = (int(cc.height), int(cc.width)) if rot in (90, 270) else (int(cc.width), int(cc.height))
+        a_dur = float(a.duration * a.time_base) if a is not None and a.duration and a.time_base else None
         return MediaInfo(
-            path=str(path), width=int(cc.width), height=int(cc.height), src_fps=float(rate),
+            path=str(path), width=w, height=h, src_fps=float(rate),
             duration_s=dur, est_num_frames=num_output_frames(dur),
             video_codec=cc.name, has_audio=a is not None,
             audio_sample_rate=int(a.codec_context.sample_rate) if a else None,
             audio_channels=int(a.codec_context.channels) if a else None,
-            audio_codec=a.codec_context.name if a else None,
+            audio_codec=a.codec_context.name if a else None, rotation=rot, audio_duration_s=a_dur,
         )
 
 
@@ -138,6 +156,30 @@ def tune_malloc(threshold: int = 1 << 30) -> bool:
         return False
     _MALLOC_TUNED = bool(ok)
     return _MALLOC_TUNED
+def _rotation(frame) -> int:
+    """The frame's display rotation (counter-clockwise degrees: 0, 90, 180 or 270; phones write it)."""
+    try:
+        r = frame.rotation
+    except Exception:  # noqa: BLE001 - no or unreadable display matrix
+        return 0
+    return int(round((r or 0) / 90.0)) % 4 * 90
+
+
+def _first_rotation(container, vs) -> int:
+    try:
+        for frame in container.decode(vs):
+            return _rotation(frame)
+    except av.error.FFmpegError:
+        pass
+    return 0
+
+
+def check_audio_length(info: MediaInfo) -> str | None:
+    """Why the audio stream is absurdly longer than the video (a resource bomb), or None."""
+    a, v = info.audio_duration_s, info.duration_s
+    if a is not None and a > v + MAX_AUDIO_EXCESS_S and a > 2 * v:
+        return f"audio lasts {a:.1f}s but the video {v:.1f}s (more than {MAX_AUDIO_EXCESS_S:.0f}s longer)"
+    return None
 
 
 def num_output_frames(duration_s: float, fps: float = FPS) -> int:
@@ -177,14 +219,17 @@ def _show_until(img, until: float, i: int, stop, fps: float, buf: list, buf_star
     return i, buf, buf_start
 
 
-def rgb_array(frame) -> np.ndarray:
-    """A decoded frame as (H, W, 3) uint8 RGB (FFmpeg's conversion: the frames every reader sees)."""
-    return frame.to_ndarray(format="rgb24")
+def rgb_array(frame, rotation: int = 0) -> np.ndarray:
+    """A decoded frame as (H, W, 3) uint8 RGB (FFmpeg's conversion: the frames every reader sees), turned by
+    its display ``rotation`` (counter-clockwise degrees)."""
+    img = frame.to_ndarray(format="rgb24")
+    return np.ascontiguousarray(np.rot90(img, rotation // 90)) if rotation else img
 
 
-def _iter_converted(path, fps, chunk_size, start, stop, convert, pack, max_chunk_bytes=None):
-    """The 25 fps resampling of :func:`iter_frames` with each shown source frame ``convert``-ed once and a
-    chunk's frames ``pack``-ed (``np.stack``: RGB arrays; ``list``: any frame objects)."""
+def _iter_converted(path, fps, chunk_size, start, stop, convert, pack, max_chunk_bytes=None,
+                    max_pixels=MAX_FRAME_PIXELS):
+    """The 25 fps resampling of :func:`iter_frames` with each shown source frame ``convert(frame, rotation)``-ed
+    once and a chunk's frames ``pack``-ed (``np.stack``: RGB arrays; ``list``: any frame objects)."""
     path = Path(path)
     origin = _origin_pts(path)
     with _open(path) as c:
@@ -200,8 +245,18 @@ def _iter_converted(path, fps, chunk_size, start, stop, convert, pack, max_chunk
         i = start  # next output index to emit
         prev = None  # (time, converted frame, duration) of the last source frame seen
         n_src = 0
+        size = None
         try:
             for frame in c.decode(vs):
+                if size is None:
+                    size = (frame.width, frame.height)
+                    if max_pixels is not None and frame.width * frame.height > max_pixels:
+                        raise UndecodableMedia(path, f"frame size {frame.width}x{frame.height} is more than "
+                                                     f"{max_pixels} pixels")
+                    rotation = _rotation(frame)
+                elif (frame.width, frame.height) != size:
+                    raise UndecodableMedia(path, f"frame size changes mid-stream from {size[0]}x{size[1]} to "
+                                                 f"{frame.width}x{frame.height} (source frame {n_src})")
                 t = _frame_time(frame, tb, origin, n_src, rate)
                 n_src += 1
                 if prev is not None:  # every output instant in [prev_t, t) shows prev
@@ -212,7 +267,7 @@ def _iter_converted(path, fps, chunk_size, start, stop, convert, pack, max_chunk
                 # only convert frames that can still be shown
                 if stop is None or t < stop / fps + 1.0:
                     dur = float(frame.duration * tb) if frame.duration and tb is not None else 1.0 / float(rate)
-                    prev = (t, convert(frame), dur)
+                    prev = (t, convert(frame, rotation), dur)
                     if max_chunk_bytes is not None and n_src == 1:
                         chunk_size = max(1, min(chunk_size, max_chunk_bytes // max(1, prev[1].nbytes)))
         except av.error.FFmpegError as e:
@@ -226,15 +281,18 @@ def _iter_converted(path, fps, chunk_size, start, stop, convert, pack, max_chunk
             yield FrameChunk(buf_start, pack(buf))
 
 
-def iter_frames(path, fps: float = FPS, chunk_size: int = 16, start: int = 0,
-                stop: int | None = None, max_chunk_bytes: int | None = None) -> Iterator[FrameChunk]:
+def iter_frames(path, fps: float = FPS, chunk_size: int = 16, start: int = 0, stop: int | None = None,
+                max_chunk_bytes: int | None = None, max_pixels: int | None = MAX_FRAME_PIXELS) -> Iterator[FrameChunk]:
     """Yield output frames ``[start, stop)`` at ``fps`` in chunks of at most ``chunk_size``.
 
     ``stop=None`` means to the end of the video. A segment (``start > 0``) seeks to the keyframe before
     it, so segments of a long video can be decoded independently and agree with a full decode.
     ``max_chunk_bytes`` also caps a chunk's size in bytes (the chunk size is set from the first frame).
+    Frames are shown as displayed: a display-matrix rotation (phone videos) is applied. Every decoded frame
+    is checked before conversion: larger than ``max_pixels``, or another size than the first frame, raises
+    :class:`~prep.errors.UndecodableMedia`.
     """
-    return _iter_converted(path, fps, chunk_size, start, stop, rgb_array, np.stack, max_chunk_bytes)
+    return _iter_converted(path, fps, chunk_size, start, stop, rgb_array, np.stack, max_chunk_bytes, max_pixels)
 
 
 def iter_planar(path, fps: float = FPS, chunk_size: int = 16, start: int = 0,
@@ -244,7 +302,10 @@ def iter_planar(path, fps: float = FPS, chunk_size: int = 16, start: int = 0,
     be; others are the RGB array). Same frames, same chunks (tested frame for frame)."""
     from .frames import from_av
 
-    return _iter_converted(path, fps, chunk_size, start, stop, from_av, list)
+    def convert(frame, rotation):  # a rotated source is turned as RGB (its planes would need turning too)
+        return rgb_array(frame, rotation) if rotation else from_av(frame)
+
+    return _iter_converted(path, fps, chunk_size, start, stop, convert, list)
 
 
 def read_frames(path, fps: float = FPS, start: int = 0, stop: int | None = None) -> np.ndarray:
@@ -282,8 +343,27 @@ def read_audio(path, num_frames: int | None = None, fps: float = FPS,
     """Mono float32 audio in [-1, 1] at ``sample_rate``, aligned to the first video frame.
 
     With ``num_frames`` the result has exactly ``round(num_frames / fps * sample_rate)`` samples
-    (trimmed, or zero-padded at the end).
+    (trimmed, or zero-padded at the end), and decoding stops once those are read (plus a margin for the
+    resampling filter), so a short video with hours of audio costs no more than its own length.
     """
+    return read_audio_covered(path, num_frames, fps, sample_rate)[0]
+
+
+AUDIO_MARGIN_S = 1.0  # decoded past the last needed sample: the resampler's output there is then exact
+
+
+def read_audio_covered(path, num_frames: int | None = None, fps: float = FPS,
+                       sample_rate: int = SAMPLE_RATE) -> tuple[np.ndarray, float]:
+    """:func:`read_audio` and the fraction of the returned samples that came from the file (the rest is
+    zero padding: audio that starts late or ends early)."""
+    wav, (lo, hi) = read_audio_span(path, num_frames, fps, sample_rate)
+    return wav, (hi - lo) / len(wav) if len(wav) else 0.0
+
+
+def read_audio_span(path, num_frames: int | None = None, fps: float = FPS,
+                    sample_rate: int = SAMPLE_RATE) -> tuple[np.ndarray, tuple[int, int]]:
+    """:func:`read_audio` and the sample range ``[lo, hi)`` of it that came from the file (outside it: zero
+    padding), so any part of the clip (a shot) can tell its own coverage."""
     path = Path(path)
     with _open(path) as c:
         if not c.streams.audio:
@@ -295,17 +375,23 @@ def read_audio(path, num_frames: int | None = None, fps: float = FPS,
             if vs.start_time is not None and vs.time_base is not None:
                 v_origin = float(vs.start_time * vs.time_base)
         native_rate = int(a.codec_context.sample_rate)
-        parts, a_start = [], None
+        parts, a_start, have, need = [], None, 0, None
         try:
             for frame in c.decode(a):
                 if a_start is None and frame.pts is not None and frame.time_base is not None:
                     a_start = float(frame.pts * frame.time_base)
+                if need is None and num_frames is not None:  # native samples the output needs, from here
+                    offset_s = (a_start or 0.0) - (v_origin or 0.0)
+                    need = int(math.ceil((num_frames / fps - offset_s + AUDIO_MARGIN_S) * native_rate))
+                if need is not None and have >= need:
+                    break
                 x = frame.to_ndarray()
                 if x.dtype.kind in "iu":
                     x = x.astype(np.float32) / float(np.iinfo(x.dtype).max + 1)
                 if not frame.format.is_planar:  # packed: (1, samples*channels)
                     x = x.reshape(-1, len(frame.layout.channels)).T
                 parts.append(x.astype(np.float32).mean(axis=0))
+                have += len(parts[-1])
         except av.error.FFmpegError as e:
             raise UndecodableMedia(path, f"audio stream cannot be decoded ({e})") from e
     if not parts:
@@ -316,6 +402,7 @@ def read_audio(path, num_frames: int | None = None, fps: float = FPS,
         wav = resample_poly(wav.astype(np.float64), sample_rate // g, native_rate // g).astype(np.float32)
     offset_s = (a_start or 0.0) - (v_origin or 0.0)
     shift = int(round(offset_s * sample_rate))
+    real = len(wav) + min(shift, 0)  # samples from the file that are at or after the first video frame
     if shift > 0:
         wav = np.concatenate([np.zeros(shift, np.float32), wav])
     elif shift < 0:
@@ -323,7 +410,9 @@ def read_audio(path, num_frames: int | None = None, fps: float = FPS,
     if num_frames is not None:
         n = int(round(num_frames / fps * sample_rate))
         wav = wav[:n] if len(wav) >= n else np.pad(wav, (0, n - len(wav)))
-    return np.clip(wav, -1.0, 1.0).astype(np.float32)
+    lo = min(max(shift, 0), len(wav))
+    hi = lo + min(max(real, 0), len(wav) - lo)
+    return np.clip(wav, -1.0, 1.0).astype(np.float32), (int(lo), int(hi))
 
 
 @dataclass
@@ -353,8 +442,8 @@ def decode_clip(path, fps: float = FPS, sample_rate: int = SAMPLE_RATE,
 
 __all__ = ["FPS", "SAMPLE_RATE", "MediaInfo", "FrameChunk", "DecodedClip", "probe", "iter_frames", "iter_planar",
            "rgb_array", "tune_malloc",
-           "read_frames", "read_audio", "count_frames", "decode_clip", "num_output_frames", "write_video",
-           "MediaError"]
+           "read_frames", "read_audio", "read_audio_covered", "read_audio_span", "count_frames", "decode_clip", "num_output_frames",
+           "write_video", "check_audio_length", "MAX_FRAME_PIXELS", "MediaError"]
 
 
 def write_video(path, frames, audio: np.ndarray | None = None, fps: float = FPS,

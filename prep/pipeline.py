@@ -21,6 +21,7 @@ from talkbase.threads import limit_process_threads, prefetch
 from . import media, qa
 from .config import PrepConfig
 from .errors import FaceError, MediaError, TalkbenchError
+from .failures import TRANSIENT_STAGE, is_transient
 from .inputs import InputItem
 from .shards import encode_crop, frames_table, write_table_atomic
 
@@ -158,6 +159,13 @@ def finalize_clip(it: InputItem, segments: list[dict], cfg: PrepConfig, work_roo
 
 
 def failure_record(item: InputItem, exc: BaseException, stage: str | None = None) -> dict:
+    """The failure row of ``item``. An environment failure (:func:`prep.failures.is_transient`) gets
+    ``transient=True`` and stage ``environment``: :func:`commit_failure` never commits it."""
+    if is_transient(exc):
+        return {"status": "failed", "clip_id": item.clip_id, "source_path": item.source_path,
+                "stage": TRANSIENT_STAGE, "error_type": type(exc).__name__, "transient": True,
+                "message": "".join(traceback.format_exception_only(type(exc), exc)).strip()
+                           + " (not the input's fault: retried on the next run)"}
     if isinstance(exc, (MediaError, FaceError)):
         stage, message = stage or exc.stage, exc.reason
     elif isinstance(exc, TalkbenchError):
@@ -170,6 +178,9 @@ def failure_record(item: InputItem, exc: BaseException, stage: str | None = None
 
 
 def commit_failure(item: InputItem, record: dict, work_root: str) -> dict:
+    """Commit a content failure (a rerun trusts it); an environment failure is returned, not committed."""
+    if record.get("transient"):
+        return record
     try:
         record = dict(record, source_stat=source_stat(item.source_path))
     except OSError:

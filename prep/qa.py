@@ -54,6 +54,9 @@ def apply_filters(qa: dict, filters: QAFilters) -> tuple[list[str], bool]:
     below("min_blur", _nan(qa.get("qa_blur")), filters.min_blur, "mouth sharpness")
     below("min_loudness_db", _nan(qa.get("qa_loudness_db")), filters.min_loudness_db, "loudness dBFS")
     above("max_fit_residual", _nan(qa.get("qa_fit_residual")), filters.max_fit_residual, "3DMM residual px")
+    below("min_audio_coverage", _nan(qa.get("qa_audio_coverage")), filters.min_audio_coverage,
+          "fraction of the clip with real audio (the rest is zero padding)")
+    above("max_num_faces", _nan(qa.get("qa_num_faces")), filters.max_num_faces, "faces seen in one frame")
     return flags, not flags
 
 

@@ -72,6 +72,7 @@ CLIPS_SCHEMA = pa.schema([
     pa.field("sync_tracks", pa.list_(pa.struct([  # per face track when the shot has several faces
         ("track", pa.int32()), ("face_size", pa.float32()), ("sync_offset", pa.int32()),
         ("sync_conf", pa.float32()), ("main", pa.bool_())]))),
+    pa.field("qa_audio_coverage", pa.float32()),  # fraction of the clip's audio read from the file (not padding)
     pa.field("qa_flags", pa.list_(pa.string())),  # reasons a --filter marked this clip
     pa.field("qa_pass", pa.bool_()),
 ])
@@ -98,6 +99,7 @@ FAILURES_SCHEMA = pa.schema([
     pa.field("stage", pa.string(), nullable=False),  # open / decode / audio / shots / faces / 3dmm / qa / internal
     pa.field("error_type", pa.string(), nullable=False),
     pa.field("message", pa.string(), nullable=False),
+    pa.field("transient", pa.bool_()),  # an environment failure (disk full, memory, killed worker): retried
 ])
 
 SCHEMAS = {"clips": CLIPS_SCHEMA, "frames": FRAMES_SCHEMA, "failures": FAILURES_SCHEMA}

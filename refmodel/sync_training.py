@@ -140,6 +140,14 @@ def offset_accuracy(scorer: SyncScorer, prep_out, frames: str = "holdout", holdo
             "max_offset": D, "chance": 1.0 / (2 * D + 1), "frames": frames}
 
 
+def one_cycle(opt, max_lr: float, steps: int):
+    """OneCycleLR with 10 % warm-up, or longer where 10 % would be under 1.5 steps: OneCycleLR divides by the
+    length of each phase, which is 0 for e.g. 10 steps at 10 % (ZeroDivisionError). Under 4 steps: constant."""
+    if steps < 4:
+        return torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+    return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=max_lr, total_steps=steps, pct_start=max(0.1, 2.5 / steps))
+
+
 def train_sync_expert(prep_out, out_path, config: "str | TrainConfig | SyncConfig" = "tiny", steps: int | None = None,
                       seed: int = 0, holdout_fraction: float | None = None, device: str = "cpu",
                       progress: bool = False, num_workers: int = 0) -> Path:
@@ -161,7 +169,7 @@ def train_sync_expert(prep_out, out_path, config: "str | TrainConfig | SyncConfi
     gen = torch.Generator().manual_seed(seed + 1)
     expert = SyncExpert(cfg.arch()).to(device)
     opt = torch.optim.AdamW(expert.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(1, steps), pct_start=0.1)
+    sched = one_cycle(opt, cfg.lr, steps)
     ds = ShardFrameDataset(prep_out, image_size=cfg.image_size, seed=seed, window=cfg.window, frames="train",
                            holdout_fraction=hold, num_offset_negatives=cfg.num_offset_negatives,
                            max_offset=cfg.max_offset, min_negative_offset=cfg.min_negative_offset,
@@ -182,9 +190,10 @@ def train_sync_expert(prep_out, out_path, config: "str | TrainConfig | SyncConfi
         hist.append((loss.item(), acc.item()))
         if bar is not None:
             bar.update(1)
-            bar.set_postfix(loss=f"{float(loss):.3f}", acc=f"{float(acc):.2f}")
+            bar.set_postfix(loss=f"{float(loss):.3f}", batch_top1=f"{float(acc):.2f}")  # this step's batch
         if (step + 1) % 50 == 0:
-            log.info("sync expert step %d loss %.4f acc %.3f", step + 1, np.mean([h[0] for h in hist[-50:]]),
+            log.info("sync expert step %d: mean of the last 50 steps: loss %.4f, in-batch top-1 accuracy %.3f",
+                     step + 1, np.mean([h[0] for h in hist[-50:]]),
                      np.mean([h[1] for h in hist[-50:]]))
     if bar is not None:
         bar.close()

@@ -1,7 +1,8 @@
 """Where fan-out work runs: this process, a LocalCluster on loopback, or a Dask cluster you started.
 
 ``Executor(scheduler)``: ``None`` starts a LocalCluster (processes, one thread each) whose scheduler,
-workers and dashboard listen on 127.0.0.1 only; a ``tcp://host:port`` address or a
+workers and dashboard listen on 127.0.0.1 only (``host`` / ``dashboard`` widen that on purpose, e.g.
+``dashboard="0.0.0.0:8787"`` to watch it from another machine); a ``tcp://host:port`` address or a
 ``dask.distributed.Client`` uses that cluster; ``"inline"`` runs every task here, in order (debugging,
 profiling, tests: same numbers). The interface is the subset of Dask futures that prep and evalkit use, so
 one code path drives all three.
@@ -16,6 +17,7 @@ from collections import deque
 log = logging.getLogger(__name__)
 
 INLINE = "inline"
+LOOPBACK = "127.0.0.1"
 _INLINE_ALIASES = (INLINE, "synchronous")
 
 
@@ -68,7 +70,8 @@ class _InlineCompleted:
 
 class Executor:
     def __init__(self, scheduler=None, n_workers: int | None = None, threads_per_worker: int = 1,
-                 memory_limit="auto", n_tasks: int | None = None, dashboard: str = "127.0.0.1:0"):
+                 memory_limit="auto", n_tasks: int | None = None, dashboard: str | None = None,
+                 host: str = LOOPBACK):
         self.client = self.cluster = None
         self._own_client = True
         self.inline = scheduler in _INLINE_ALIASES or n_tasks == 0
@@ -82,7 +85,8 @@ class Executor:
             if n_tasks:
                 n = max(1, min(n, n_tasks))
             self.cluster = LocalCluster(n_workers=n, threads_per_worker=threads_per_worker, processes=True,
-                                        memory_limit=memory_limit, host="127.0.0.1", dashboard_address=dashboard)
+                                        memory_limit=memory_limit, host=host,
+                                        dashboard_address=dashboard or f"{host}:0")
             self.client = Client(self.cluster)
         elif isinstance(scheduler, str):
             self.client = Client(scheduler)
@@ -140,4 +144,4 @@ class Executor:
         return False
 
 
-__all__ = ["Executor", "InlineFuture", "INLINE"]
+__all__ = ["Executor", "InlineFuture", "INLINE", "LOOPBACK"]

@@ -1,7 +1,11 @@
 """Untrusted names (clip ids, submission files, registry entries) that must stay inside their folder."""
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path, PurePosixPath
+
+_ABS_PATH = re.compile(r"(?<![\w.~<>$:/])/(?:[^\s/:;,'\"()\[\]]+/)*[^\s/:;,'\"()\[\]]*")
 
 
 def unsafe_relative_id(name) -> str | None:
@@ -37,4 +41,25 @@ def join_inside(root, rel: str) -> Path | None:
     return full if is_inside(full, root) else None
 
 
-__all__ = ["unsafe_relative_id", "is_inside", "join_inside"]
+def relative_text(text: str, roots: dict[str, str | os.PathLike]) -> str:
+    """``text`` (a failure reason) without this machine's absolute paths: a path under one of ``roots``
+    (``{label: folder}``, most specific first) becomes ``label/relative``; any other absolute path keeps
+    only its last component, as ``…/name``. For results files that travel to other people."""
+    if not isinstance(text, str) or "/" not in text:
+        return text
+    items = sorted(((str(label), os.path.abspath(str(p))) for label, p in roots.items() if p),
+                   key=lambda lp: -len(lp[1]))
+
+    def one(m: re.Match) -> str:
+        path = m.group(0)
+        for label, root in items:
+            if path == root or path.startswith(root.rstrip("/") + "/"):
+                rest = path[len(root):].lstrip("/")
+                return f"{label}/{rest}" if rest else label
+        name = path.rstrip("/").rsplit("/", 1)[-1]
+        return f"…/{name}" if name else path
+
+    return _ABS_PATH.sub(one, text)
+
+
+__all__ = ["unsafe_relative_id", "is_inside", "join_inside", "relative_text"]

@@ -27,6 +27,7 @@ KINDS = ("model", "ground-truth", "baseline")
 MODES = ("reconstruction", "cross", "reference-free")
 META_FIELDS = ("name", "model", "date", "link", "notes", "kind")
 MAX_RESULTS_BYTES = 8 << 20
+MAX_ABS_VALUE = 1e9  # no metric value or stderr is this large: a file claiming one was tampered with
 RESULTS_FILE = "results.json"
 PER_VIDEO_FILE = "per_video.parquet"
 
@@ -150,6 +151,9 @@ def parse_metric(name: str, d, where: str) -> MetricResult:
     stderr = _get(d, "stderr", "number", where, required=False)
     if stderr is not None and stderr < 0:
         _fail(f"{where}.stderr", "negative")
+    for key, v in (("value", value), ("stderr", stderr)):
+        if v is not None and abs(v) > MAX_ABS_VALUE:
+            _fail(f"{where}.{key}", f"{v:g} is beyond any metric's range (|x| > {MAX_ABS_VALUE:g})")
     ci = d.get("ci95")
     if ci is not None:
         if not (isinstance(ci, list) and len(ci) == 2):
@@ -159,10 +163,14 @@ def parse_metric(name: str, d, where: str) -> MetricResult:
             _fail(f"{where}.ci95", f"lo {lo} > hi {hi}")
         ci = (lo, hi)
     lim = d.get("valid_range")
+    if lim is None and isinstance(d.get("protocol"), dict):  # the protocol (hashed) carries it too
+        lim = d["protocol"].get("valid_range")
     if lim is not None and value is not None:
         if not (isinstance(lim, list) and len(lim) == 2):
             _fail(f"{where}.valid_range", "expected [lo, hi] (null for open ends)")
         lo, hi = lim
+        if any(x is not None and (isinstance(x, bool) or not isinstance(x, (int, float))) for x in lim):
+            _fail(f"{where}.valid_range", "expected numbers or null")
         if (lo is not None and value < lo) or (hi is not None and value > hi):
             _fail(f"{where}.value", f"{value} outside the metric's range [{lo}, {hi}]")
     weights = d.get("weights_sha256")

@@ -241,13 +241,16 @@ def load_torch_state(name: str, path=None, filename: str | None = None) -> tuple
     """
     import torch
 
+    import warnings
+
     info = find(name, path, filename)
     try:
-        obj = torch.load(info.path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about pickle protocols of files it then refuses
+            warnings.simplefilter("ignore")
+            obj = torch.load(info.path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - torch raises many types for refused or broken files
-        raise WeightsUnreadable(f"{info.path}: not a weights-only torch file ({type(e).__name__}: "
-                                f"{str(e).splitlines()[0][:200]}). If it is a pickled nn.Module, re-save its "
-                                "state_dict().") from None
+        raise WeightsUnreadable(f"{info.path}: not a weights-only torch state dict ({type(e).__name__}); if it is "
+                                "a pickled nn.Module, re-save its state_dict()") from None
     return unwrap_state_dict(obj, info.path), info
 
 

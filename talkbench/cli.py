@@ -57,7 +57,15 @@ def configure_logging(verbose: int, quiet: bool) -> None:
             logging.getLogger(noisy).setLevel(logging.ERROR)
 
 
+# Set once, before anything loads OpenMP (torch, OpenCV): idle OpenMP threads sleep instead of spinning.
+# Spinning threads of one process beside another busy process make every parallel region wait for a core that is
+# busy elsewhere (bench/train_contention.py, beside one busy process: a tiny training step 37.7 s instead of 4.7 s).
+THREAD_ENV = {"OMP_WAIT_POLICY": "PASSIVE", "KMP_BLOCKTIME": "0"}
+
+
 def main(argv: list[str] | None = None) -> int:
+    for key, value in THREAD_ENV.items():
+        os.environ.setdefault(key, value)
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

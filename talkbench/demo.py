@@ -48,11 +48,11 @@ def _prep_config():
     skipped, and the demo says so."""
     from prep.config import PrepConfig
     from prep.faces import FaceConfig
-    from prep.threedmm import bfm_paths
+    from prep.threedmm import ensure_bfm
     from talkbase.weights import WeightsMismatch, WeightsNotFound
 
     try:
-        bfm_paths()
+        ensure_bfm()  # fetched on first use, like `talkbench prep` (offline: the stage is skipped, as said)
         return PrepConfig()
     except (WeightsNotFound, WeightsMismatch) as e:
         print(f"    3DMM basis not available ({str(e).splitlines()[0][:120]}...): skipping the 3DMM stage. "
@@ -122,6 +122,7 @@ def run_demo(out, *, n_identities: int = 3, clips_per_identity: int = 2, seconds
     for name, (kind, sub_dir) in submissions.items():
         evaluate(shards, sub_dir, results / name, mode="reconstruction", n_workers=workers,
                  allow_uncalibrated_fid=True, sync_expert=expert, split="test", fid_stride=DEMO_FID_STRIDE,
+                 benchmark_name="talkbench demo: synthetic speakers, test split",
                  submission_meta={"name": name, "model": name, "kind": kind,
                                   "notes": "talkbench demo (synthetic data)"})
     timings["eval"] = time.perf_counter() - t

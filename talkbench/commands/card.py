@@ -32,7 +32,9 @@ def run(args) -> int:
         problems = check_card(args.prep_out)
         for p in problems:
             print(f"card check: {p}", file=sys.stderr)
-        print(f"{args.prep_out}: card {'OK' if not problems else f'does NOT match its shards ({len(problems)} problems)'}")
+        n = len(problems)
+        print(f"{args.prep_out}: card " + ("OK" if not n else
+                                            f"does NOT match its shards ({n} problem{'s' if n != 1 else ''})"))
         return 1 if problems else 0
     from data_cards.card import write_card
 

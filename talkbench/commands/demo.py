@@ -13,13 +13,13 @@ def register(sub) -> None:
     p = sub.add_parser("demo", help="offline end-to-end demo on a synthetic dataset",
                        description=DESCRIPTION)
     p.add_argument("out", nargs="?", default="demo_out", help="output folder (default: demo_out)")
-    p.add_argument("--identities", type=int, default=3)
-    p.add_argument("--clips-per-identity", type=int, default=2)
+    p.add_argument("--identities", type=int, default=3, help="synthetic speakers (default 3)")
+    p.add_argument("--clips-per-identity", type=int, default=2, help="clips per speaker (default 2)")
     p.add_argument("--seconds", type=float, default=4.0, help="length of each synthetic clip")
     p.add_argument("--train-steps", type=int, help=f"diffusion training steps (default {DEMO_TRAIN_STEPS})")
     p.add_argument("--sync-steps", type=int, help=f"sync-expert training steps (default {DEMO_SYNC_STEPS})")
     p.add_argument("--workers", type=int, help="Dask workers (default: one per core)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic data and the training (default 0)")
     p.add_argument("--clean", action="store_true", help="delete OUT first")
     p.set_defaults(func=main)
 

@@ -26,6 +26,17 @@ def register(subparsers) -> None:
                    help="reconstruction (default with --reference): same audio as the reference (all metrics); "
                         "cross: other audio (no frame-by-frame metrics); reference-free (default without "
                         "--reference): the videos alone (LSE, sync, sharpness, motion statistics)")
+    p.add_argument("--pairs", default=None, metavar="FILE",
+                   help="cross mode: which clip's audio drives which clip's video, Wav2Lip's test_filelists format "
+                        "('AUDIO_CLIP VIDEO_CLIP' per line) or a CSV with video,audio columns; each submission's "
+                        "audio is checked against the paired clip's")
+    p.add_argument("--submission-kind", choices=["frames", "crops"], default="frames",
+                   help="frames: full frames like the source video (default); crops: square aligned face crops "
+                        "(any size, e.g. 256 or 512) in the reference's alignment, scored against the reference's "
+                        "aligned crops")
+    p.add_argument("--no-audio-check", action="store_true",
+                   help="do not check that each submission carries the audio it claims (its own clip's in "
+                        "reconstruction mode, the paired clip's with --pairs)")
     p.add_argument("--metrics", default=None, metavar="NAMES",
                    help="comma-separated subset (any case; LSE-C = lse_c); default: every metric of the mode")
     p.add_argument("--split", default=None, help="score only reference clips of this split (e.g. test)")
@@ -74,9 +85,19 @@ def register(subparsers) -> None:
                    help="InsightFace w600k_r50.onnx for ArcFace-CSIM (else TALKBENCH_ARCFACE / the cache / "
                         "~/.insightface/models/buffalo_l)")
     p.add_argument("--i3d", default=None, metavar="PATH", help="i3d_torchscript.pt for FVD (else TALKBENCH_I3D / cache)")
+    p.add_argument("--device", default="cpu", choices=None, metavar="DEVICE",
+                   help="where SyncNet / Inception / S3FD / the sync expert run: cpu (default), cuda, cuda:N, mps "
+                        "(GPU numbers can differ from CPU ones in the last digits; the device is recorded)")
+    p.add_argument("--follow-symlinks-inside", action="append", default=[], metavar="DIR",
+                   help="follow submission symlinks that point into DIR (repeatable; you vouch for DIR). "
+                        "Without it a symlink leaving the submission folder is skipped")
     p.add_argument("--scheduler", default=None, metavar="ADDR",
-                   help="Dask scheduler address (default: a local cluster); 'inline' for this process")
+                   help="Dask scheduler address (default: a local cluster on 127.0.0.1); 'inline' for this process")
     p.add_argument("--workers", type=int, default=None, help="local cluster workers (default: CPU count)")
+    p.add_argument("--host", default=None,
+                   help="interface the local cluster listens on (default 127.0.0.1; e.g. 0.0.0.0 on purpose)")
+    p.add_argument("--dashboard-address", default=None, metavar="HOST:PORT",
+                   help="where the Dask dashboard listens (default: HOST:0, a free port on --host)")
     p.add_argument("--fid-cache", default=None, metavar="DIR", help="FID reference-statistics cache dir")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -101,7 +122,7 @@ def list_metrics_text(syncnet=None, inception=None, s3fd=None, sync_expert=None,
         for w in s.weights(cfg) + (("s3fd",) if s.name.startswith("lse") else ()):
             info = resolved.get(w)
             if w in unusable:
-                state = "absent" if unusable[w].startswith(ABSENT[w]) else "unusable"
+                state = f"absent ({ABSENT[w]})" if unusable[w].startswith(ABSENT[w]) else "unusable"
             elif info is not None and info.path is None:
                 state = "absent (random, uncalibrated)"
             else:
@@ -123,7 +144,8 @@ def format_summary(results: dict) -> str:
         else:
             val = f"{m['value']:.4f}"
             err = "" if m["stderr"] is None else f"{m['stderr']:.4f}"
-            note = "" if m["calibrated"] else "UNCALIBRATED"
+            note = "" if m["calibrated"] else "UNVERIFIED weights" if m.get("weights_status") == "unverified" \
+                else "UNCALIBRATED"
             if m.get("warning"):
                 note = (note + "; " if note else "") + "low N"
         lines.append(f"{name:<14} {label:<16} {ARROW[m['higher_is_better']]:1} {val:>12} {err:>10}  {m['n_scored']:>5}  "
@@ -136,12 +158,16 @@ def format_summary(results: dict) -> str:
         if s.get("code") != "unknown_clip":
             lines.append(f"  skipped {s['clip_id']} [{s.get('code')}]: {s['reason']}")
     if (n.get("skip_codes") or {}).get("unsafe_path"):
-        lines.append("  hint: symlinked submission files are never followed; copy the videos into the folder")
+        lines.append("  hint: symlinks that leave the submission folder are not followed: copy the videos in "
+                     "(cp -L), or pass --follow-symlinks-inside DIR for the folder they point into")
+    if not n["scored"]:
+        lines.append("nothing was scored: see the reasons above (exit status 1)")
     return "\n".join(lines)
 
 
 def run(args) -> int:
     from evalkit.runner import EvaluationError, evaluate
+    from prep.errors import TalkbenchError
 
     if args.list_metrics:
         print(list_metrics_text(args.syncnet, args.inception, args.s3fd, args.sync_expert, args.lpips_net,
@@ -163,7 +189,8 @@ def run(args) -> int:
         args.benchmark_name = Path(args.submission).resolve().name or "videos"
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
     options = {"lse_detector": args.lse_detector, "lse_preset": args.lse_preset,
-               "lse_track_aggregation": args.lse_track_aggregation, "weight_paths": _weight_paths(args)}
+               "lse_track_aggregation": args.lse_track_aggregation, "weight_paths": _weight_paths(args),
+               "device": args.device}
     for key in ("csim_stride", "fid_stride", "cpbd_stride", "ci_resamples", "ci_seed"):
         if getattr(args, key) is not None:
             options[key] = getattr(args, key)
@@ -171,16 +198,19 @@ def run(args) -> int:
             "notes": args.notes, "kind": args.kind}
     if free:
         return _run_free(args, metrics, options, meta)
-    options.update(lmd_preset=args.lmd_preset, lpips_net=args.lpips_net)
+    options.update(lmd_preset=args.lmd_preset, lpips_net=args.lpips_net, audio_check=not args.no_audio_check,
+                   submission_kind=args.submission_kind)
     try:
         results = evaluate(args.reference, args.submission, args.out, mode=mode, metrics=metrics,
                            scheduler=args.scheduler, n_workers=args.workers, syncnet_path=args.syncnet,
                            inception_path=args.inception, allow_uncalibrated_fid=args.allow_uncalibrated_fid,
                            sync_expert=args.sync_expert, submission_meta=meta, crop=args.crop,
                            lse_crop=args.lse_crop, s3fd_path=args.s3fd, benchmark_name=args.benchmark_name,
-                           fid_cache_dir=args.fid_cache, split=args.split, progress=not args.no_progress, **options)
-    except (EvaluationError, ValueError, FileNotFoundError, NotADirectoryError) as e:
-        print(f"talkbench eval: {e}", file=sys.stderr)
+                           fid_cache_dir=args.fid_cache, split=args.split, progress=not args.no_progress,
+                           follow_symlinks_inside=args.follow_symlinks_inside, pairs=args.pairs, host=args.host,
+                           dashboard_address=args.dashboard_address, **options)
+    except (EvaluationError, ValueError, FileNotFoundError, NotADirectoryError, TalkbenchError) as e:
+        print(f"talkbench eval: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
     return _report(results, args.out)
 
@@ -198,6 +228,7 @@ def _report(results: dict, out) -> int:
 def _run_free(args, metrics, options, meta) -> int:
     from evalkit.free import evaluate_reference_free
     from evalkit.weights import EvaluationError
+    from prep.errors import TalkbenchError
 
     try:
         results = evaluate_reference_free(args.submission, args.out, args.benchmark_name, metrics=metrics,
@@ -205,8 +236,8 @@ def _run_free(args, metrics, options, meta) -> int:
                                           syncnet_path=args.syncnet, s3fd_path=args.s3fd,
                                           sync_expert=args.sync_expert, submission_meta=meta, lse_crop=args.lse_crop,
                                           progress=not args.no_progress, **options)
-    except (EvaluationError, ValueError, FileNotFoundError, NotADirectoryError) as e:
-        print(f"talkbench eval: {e}", file=sys.stderr)
+    except (EvaluationError, ValueError, FileNotFoundError, NotADirectoryError, TalkbenchError) as e:
+        print(f"talkbench eval: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
     return _report(results, args.out)
 

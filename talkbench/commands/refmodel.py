@@ -32,7 +32,7 @@ def register(subparsers) -> None:
     p.add_argument("--model", default="diff2lip", help="reference model (`refmodel.models.MODELS`; default diff2lip)")
     p.add_argument("--config", default="tiny", help="tiny (64 px, CPU) or base (128 px, GPU)")
     p.add_argument("--steps", type=int, default=None, help="total optimisation steps (default: the config's)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of initialisation and data order (default 0)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--resume", dest="resume", action="store_true", default=True,
                    help="continue from RUN_DIR/checkpoint.pt when present (default)")
@@ -40,7 +40,7 @@ def register(subparsers) -> None:
     p.add_argument("--sync-expert", default=None, help="use this trained sync expert instead of training one")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field, e.g. --set batch_size=2 --set sync.steps=100")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_train)
 
     s = subparsers.add_parser("sample", help="generate submission videos with the reference model or a baseline",
@@ -49,14 +49,14 @@ def register(subparsers) -> None:
     s.add_argument("checkpoint", nargs="?", metavar="CHECKPOINT", help="checkpoint.pt or its run directory")
     s.add_argument("prep_out", metavar="PREP_OUT")
     s.add_argument("--baseline", choices=BASELINE_NAMES, default=None, help="write a baseline instead of sampling")
-    s.add_argument("--out", required=True, metavar="DIR")
+    s.add_argument("--out", required=True, metavar="DIR", help="folder for the <clip_id>.mp4 submission videos")
     s.add_argument("--clips", nargs="+", default=None, metavar="CLIP_ID", help="only these clips")
     s.add_argument("--audio-from", default=None, metavar="CLIP",
                    help="drive every clip with this clip's audio (or an audio file); default: own audio")
     s.add_argument("--steps", type=int, default=None, help="DDIM steps (default: the checkpoint config's)")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--device", default="auto")
-    s.add_argument("--no-progress", action="store_true")
+    s.add_argument("--seed", type=int, default=0, help="sampling noise seed (default 0)")
+    s.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (a GPU when there is one; default)")
+    s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.set_defaults(func=_sample)
 
 
@@ -103,8 +103,8 @@ def _sample(args) -> int:
 
         try:
             sample_videos = models.function(models.model_of_checkpoint(args.checkpoint).sample)
-        except (FileNotFoundError, WeightsUnreadable) as e:
-            print(f"talkbench sample: {e}", file=sys.stderr)
+        except (FileNotFoundError, WeightsUnreadable, ValueError) as e:
+            print(f"talkbench sample: error: {' '.join(str(e).split())}", file=sys.stderr)
             return 2
         paths = sample_videos(args.checkpoint, args.prep_out, args.out, clip_ids=args.clips,
                               audio_from=args.audio_from, steps=args.steps, seed=args.seed, device=args.device,

@@ -50,7 +50,7 @@ def test_front_matter(prep_out):
     assert n_frames == sum(e["rows"] for e in manifest["shards"]["frames"]) and len(manifest["shards"]["frames"]) == 3
     feats = {f["name"]: f for f in info["frames"]["features"]}
     assert feats["landmarks"] == {"name": "landmarks", "sequence": "float32", "length": 136}
-    assert feats["crop"] == {"name": "crop", "dtype": "binary"}
+    assert feats["crop"] == {"name": "crop", "dtype": "image"}  # pictures in the viewer, not bytes
     assert feats["frame_index"] == {"name": "frame_index", "dtype": "int32"}
     clip_feats = {f["name"]: f for f in info["clips"]["features"]}
     assert clip_feats["mel"] == {"name": "mel", "sequence": "float32"}
@@ -167,11 +167,20 @@ def test_size_categories():
                                                                             "10K<n<100K", "1M<n<10M"]
 
 
+def _hub_features(datasets, schema):
+    """What the Hub should see: the Arrow schema, with the encoded crop as an image."""
+    f = datasets.Features.from_arrow_schema(schema)
+    if "crop" in f:
+        f["crop"] = datasets.Image()
+    return f
+
+
 def test_features_round_trip_through_datasets_if_installed():
     datasets = pytest.importorskip("datasets")
     for schema in (CLIPS_SCHEMA, FRAMES_SCHEMA):
         ours = datasets.Features._from_yaml_list(hf_features(schema))
-        assert ours == datasets.Features.from_arrow_schema(schema)
+        assert ours == _hub_features(datasets, schema)
+    assert datasets.Features._from_yaml_list(hf_features(FRAMES_SCHEMA))["crop"] == datasets.Image()
 
 
 def test_hub_loader_reads_the_card_configs_if_installed(prep_out, tmp_path, card_clips):
@@ -180,7 +189,9 @@ def test_hub_loader_reads_the_card_configs_if_installed(prep_out, tmp_path, card
     frames = datasets.load_dataset(str(prep_out), "frames", split="train", cache_dir=str(tmp_path / "cache"))
     manifest = json.loads((prep_out / "manifest.json").read_text())
     assert frames.num_rows == manifest["counts"]["frames"]
-    assert frames.features == datasets.Features.from_arrow_schema(FRAMES_SCHEMA)
+    assert frames.features == _hub_features(datasets, FRAMES_SCHEMA)
+    first = frames[0]["crop"]  # decoded as a picture, not bytes
+    assert hasattr(first, "size") and first.size[0] > 0
     clips = datasets.load_dataset(str(prep_out), split="train", cache_dir=str(tmp_path / "cache"))  # default config
     assert sorted(clips["clip_id"]) == sorted(f"{c.split('_')[0]}/{Path(c).stem}" for c in card_clips)
 

@@ -131,7 +131,7 @@ def make_results_root(root: Path, order_seed: int = 0) -> Path:
         ("teams/formula", results_doc("=HYPERLINK(\"http://x\")", "model", {**base, "psnr": (29.5, 0.3)},
                                       notes="tied PSNR with Wav2Lip")),
         ("teams/nosync", results_doc("NoSyncWeights", "model",
-                                     {**base, "lse_d": (None, None), "lse_c": (None, None)}, skipped=2)),
+                                     {**base, "lse_d": (None, None), "lse_c": (None, None)})),
         ("teams/old", results_doc("OldProtocol", "model", {**base, "psnr": (35.0, 0.2)}, version="evalkit-0.9")),
         ("teams/othersync", results_doc("OtherSyncNet", "model", {**base, "lse_c": (9.9, 0.1)},
                                         syncnet=SYNCNET_OTHER)),

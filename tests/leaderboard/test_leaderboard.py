@@ -173,9 +173,11 @@ def test_unknown_metric_gets_its_own_column_and_direction(tmp_path):
     assert rows["B"]["lpips"] == "0.12"
     text = (tmp_path / "site/leaderboard.md").read_text()
     header = next(line for line in text.splitlines() if line.startswith("| Submission"))
-    assert _md_cells(header)[4:6] == ["PSNR ↑", "LPIPS ↓"]
+    cells = _md_cells(header)
+    assert "Model" not in cells  # no row names a model: no empty column
+    assert cells[cells.index("PSNR ↑"):cells.index("PSNR ↑") + 2] == ["PSNR ↑", "LPIPS ↓"]
     b_line = next(line for line in text.splitlines() if line.startswith("| B |"))
-    assert _md_cells(b_line)[5] == "**0.1200 ± 0.0100** (1)"
+    assert _md_cells(b_line)[cells.index("LPIPS ↓")] == "**0.1200 ± 0.0100** (1)"
     html_text = (tmp_path / "site/index.html").read_text()
     assert '<th class="metric" data-metric="lpips">LPIPS ↓</th>' in html_text
 
@@ -246,7 +248,7 @@ def test_labels_from_results_files_are_escaped(tmp_path):
     md_text = (tmp_path / "site/leaderboard.md").read_text()
     assert "<img" not in md_text
     header = next(line for line in md_text.splitlines() if line.startswith("| Submission"))
-    assert len(_md_cells(header)) == 4 + 2 + 3
+    assert len(_md_cells(header)) == 3 + 2 + 3  # no Model column: no row names one
 
 
 def test_metric_names_clashing_in_the_csv_are_left_out(tmp_path):

@@ -33,10 +33,13 @@ def test_symlinked_videos_keep_their_name_under_the_root(tmp_path):
 def test_csv_and_txt_lists(tmp_path):
     touch(tmp_path, "v/a.mp4", "v/b.mp4")
     (tmp_path / "list.csv").write_text("path,split,speaker\nv/a.mp4,train,s1\nv/b.mp4,test,s2\n")
-    items = read_list_file(tmp_path / "list.csv")
-    assert [(i.clip_id, i.split, i.speaker) for i in items] == [("v/a", "train", "s1"), ("v/b", "test", "s2")]
+    items = read_list_file(tmp_path / "list.csv")  # ids relative to the deepest folder holding every file
+    assert [(i.clip_id, i.split, i.speaker) for i in items] == [("a", "train", "s1"), ("b", "test", "s2")]
     (tmp_path / "list.txt").write_text("# comment\nv/b.mp4\n\nv/a.mp4\n")
-    assert [i.clip_id for i in collect_inputs(tmp_path / "list.txt")] == ["v/b", "v/a"]
+    assert [i.clip_id for i in collect_inputs(tmp_path / "list.txt")] == ["b", "a"]
+    assert [i.clip_id for i in collect_inputs(tmp_path / "list.txt", root=tmp_path)] == ["v/b", "v/a"]
+    with pytest.raises(ValueError, match="not under the clip-id root"):
+        collect_inputs(tmp_path / "list.txt", root=tmp_path / "elsewhere")
     (tmp_path / "bad.csv").write_text("file\nx.mp4\n")
     with pytest.raises(ValueError, match="'path' column"):
         read_list_file(tmp_path / "bad.csv")

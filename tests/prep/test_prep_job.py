@@ -161,7 +161,7 @@ def test_manifest_lists_every_shard_with_its_hash(prepped):
             assert sha256_file(out / s["path"]) == s["sha256"]
             assert pq.ParquetFile(out / s["path"]).metadata.num_rows == s["rows"]
     assert m["counts"] == {"inputs": 9, "shots": 9, "clips": 3, "failed": 6, "frames": m["counts"]["frames"],
-                           "qa_pass": 3}
+                           "qa_pass": 3, "transient": 0, "splits": {"test": 1, "train": 1, "val": 1}}
     assert m["config_hash"] == FAST.content_hash() and "dlib" in json.dumps(m["config"])
     assert not list(out.rglob("*.tmp"))
 
