@@ -18,8 +18,14 @@ class ModelConfig:
     num_res_blocks: int = 1
     attention_resolutions: tuple = (8,)  # feature-map sides with self-attention
     audio_channels: int = 32  # width of the first audio-encoder conv
-    audio_dim: int = 128  # audio embedding size (added to the time embedding)
+    audio_dim: int = 128  # audio embedding size
     dropout: float = 0.0
+    # "pooled": convs over (mel bins, time), global mean pool (where in the 0.2-s window a sound is, is
+    # lost); "temporal": 1-D convs over time with the mel bins as channels, flattened (keeps 4 time steps)
+    audio_encoder: str = "pooled"
+    # "time": the audio embedding is added to the time embedding (one FiLM per block for both);
+    # "film": its own scale/shift per block, applied after the time one (AdaIN-style, audio only)
+    audio_path: str = "time"
 
 
 @dataclass(frozen=True)
@@ -33,6 +39,12 @@ class DiffusionConfig:
     anchor: str = "image"
     # std of the diffused variable the preconditioning assumes (EDM's σ_data); 1.0 = plain v-prediction
     sigma_data: float = 1.0
+    # training timesteps are drawn uniformly from [train_t_min, timesteps): match them to the sampler
+    # (a 1-step DDIM sampler only ever evaluates t = T-1, so training the low-noise levels is wasted)
+    train_t_min: int = 0
+    # classifier-free guidance on the audio at sampling: x0 = x0(no audio) + guidance·(x0(audio) − x0(no
+    # audio)); 1.0 = the plain conditional model (needs TrainConfig.audio_drop > 0 to mean anything else)
+    guidance: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -82,6 +94,13 @@ class TrainConfig:
     l1_weight: float = 1.0  # L1 on the predicted x0 (masked region)
     sync_weight: float = 0.05  # sync-expert loss on the predicted x0 (0 = no expert)
     min_ref_gap: int = 5  # reference frame at least this many frames from every target frame
+    # probability of blanking the reference frame's lower half in training; 1.0 blanks it at sampling too
+    # (no mouth to copy: the mouth must come from the audio, its texture from the upper face + identity)
+    ref_mouth_drop: float = 0.0
+    mouth_weight: float = 0.0  # extra loss weight on the template mouth box (the mouth is ~5 % of the crop)
+    audio_drop: float = 0.0  # probability of training without audio (classifier-free guidance)
+    sync_weighting: str = "abar"  # sync loss per window weighted by ᾱ_t ("abar") or not ("uniform")
+    train_split: str | None = None  # train on clips of this split only (None: every clip)
     holdout_fraction: float = 0.2  # tail of every clip kept out of training (held-out frames)
     shuffle_buffer: int = 512
     num_workers: int = 0  # DataLoader workers

@@ -68,10 +68,29 @@ def prepare_batch(batch: dict, device) -> dict:
     return out
 
 
+def mouth_weight_map(size: int, weight: float, device=None) -> torch.Tensor:
+    """(1, 1, S, S) loss weight: 1 + ``weight`` on the template mouth box (points 48–67 of
+    ``prep.faces.align.template``, grown by a quarter of the mouth width, edges feathered by 2 px)."""
+    import cv2
+
+    from prep.faces.align import template
+
+    pts = template(size)[48:68]
+    (x0, y0), (x1, y1) = pts.min(0), pts.max(0)
+    m = 0.25 * (x1 - x0)
+    box = np.zeros((size, size), np.float32)
+    box[max(0, int(y0 - m)):int(np.ceil(y1 + m)) + 1, max(0, int(x0 - m)):int(np.ceil(x1 + m)) + 1] = 1.0
+    box = cv2.GaussianBlur(box, (0, 0), 2.0 * size / 64)
+    return (1.0 + weight * torch.from_numpy(box / max(box.max(), 1e-6)))[None, None].to(device)
+
+
 def loss_terms(model, diffusion: MaskedDiffusion, cfg: TrainConfig, data: dict, gen: torch.Generator,
                expert=None, sync_temperature: float | None = None) -> dict:
     """All loss terms of one batch (scalars); ``total`` is what is minimised.
 
+    Timesteps are uniform in ``[diffusion.train_t_min, T)`` (every frame its own); per window the reference's
+    lower half is blanked with probability ``ref_mouth_drop`` and the audio dropped with ``audio_drop``;
+    ``mouth_weight`` up-weights the mouth box in the ε-MSE and L1 terms.
     ``expert``: the frozen sync expert (an ``evalkit.nets.sync_expert.SyncExpert``) for the sync term, at
     ``sync_temperature`` (the one it was trained with; default ``cfg.sync.temperature``)."""
     from evalkit.nets.sync_expert import prepare_mouth
@@ -80,10 +99,20 @@ def loss_terms(model, diffusion: MaskedDiffusion, cfg: TrainConfig, data: dict, 
 
     b, t = data["windows"], data["window"]
     device = data["target"].device
-    steps = torch.randint(0, diffusion.timesteps, (b * t,), generator=gen)  # every frame its own noise level
+    lo = min(max(0, int(cfg.diffusion.train_t_min)), diffusion.timesteps - 1)
+    steps = torch.randint(lo, diffusion.timesteps, (b * t,), generator=gen)  # every frame its own noise level
     noise = torch.randn(data["target"].shape, generator=gen)
-    terms = diffusion.training_terms(model, data["target"], data["masked"], data["reference"], data["mel"],
-                                     steps.to(device), noise.to(device))
+    reference, origin, keep = data["reference"], None, None
+    mask = mouth_mask(reference.shape[-1], device)
+    if cfg.ref_mouth_drop > 0:
+        drop = (torch.rand(b, generator=gen) < cfg.ref_mouth_drop).repeat_interleave(t).to(device)
+        origin = reference
+        reference = torch.where(drop.view(-1, 1, 1, 1), reference * (1 - mask), reference)
+    if cfg.audio_drop > 0:
+        keep = (torch.rand(b, generator=gen) >= cfg.audio_drop).repeat_interleave(t).to(device)
+    weight = mouth_weight_map(reference.shape[-1], cfg.mouth_weight, device) if cfg.mouth_weight > 0 else None
+    terms = diffusion.training_terms(model, data["target"], data["masked"], reference, data["mel"],
+                                     steps.to(device), noise.to(device), weight, keep, origin)
     mse, l1 = terms["mse"].mean(), terms["l1"].mean()
     total = mse + cfg.l1_weight * l1
     out = {"mse": mse, "l1": l1}
@@ -92,8 +121,13 @@ def loss_terms(model, diffusion: MaskedDiffusion, cfg: TrainConfig, data: dict, 
         temperature = cfg.sync.temperature if sync_temperature is None else sync_temperature
         per_window = sync_loss(expert, prepare_mouth(x0, expert.arch.image_size), data["sync_mel"], data["neg_mel"],
                                temperature)
-        weight = terms["abar"].reshape(b, t).mean(1)  # trust the x0 estimates only as far as their signal
-        sync = (per_window * weight).sum() / weight.sum().clamp_min(1e-8)
+        if cfg.sync_weighting == "abar":  # trust the x0 estimates only as far as their signal
+            w = terms["abar"].reshape(b, t).mean(1)
+        else:  # "uniform": the x0 estimate at high noise is what a 1-step sampler outputs
+            w = torch.ones(b, device=device)
+        if keep is not None:  # a window trained without audio has no audio to be in sync with
+            w = w * keep.view(b, t)[:, 0].float()
+        sync = (per_window * w).sum() / w.sum().clamp_min(1e-8)
         total = total + cfg.sync_weight * sync
         out["sync"] = sync
     out["total"] = total
@@ -128,7 +162,9 @@ def load_model(checkpoint, device="cpu", use_ema: bool = True) -> tuple[UNet, Tr
     ckpt = load_checkpoint(path)
     cfg = get_config(ckpt["config"])
     model = UNet(cfg.model)
-    model.load_state_dict(ckpt["ema" if use_ema else "model"])
+    state = dict(ckpt["ema" if use_ema else "model"])
+    state.setdefault("null_audio", torch.zeros_like(model.null_audio))  # checkpoints from before it
+    model.load_state_dict(state)
     return model.eval().to(device), cfg, ckpt
 
 
@@ -209,8 +245,10 @@ def train(prep_out, run_dir, config="tiny", steps: int | None = None, seed: int 
         if stored.to_dict() != cfg.to_dict():
             raise ValueError(f"{ckpt_path}: stored config differs from the requested one; "
                              "use another run dir or resume=False")
-        model.load_state_dict(ckpt["model"])
-        ema.load_state_dict(ckpt["ema"])
+        for key, net_ in (("model", model), ("ema", ema)):
+            state = dict(ckpt[key])
+            state.setdefault("null_audio", torch.zeros_like(net_.null_audio))  # runs from before it
+            net_.load_state_dict(state)
         opt.load_state_dict(ckpt["optimizer"])
         torch.set_rng_state(ckpt["rng"]["torch"])
         start = int(ckpt["step"])
@@ -240,7 +278,8 @@ def train(prep_out, run_dir, config="tiny", steps: int | None = None, seed: int 
 
     if start >= steps:
         return ckpt_path
-    ds = ShardFrameDataset(prep_out, image_size=cfg.model.image_size, seed=seed, shuffle_buffer=cfg.shuffle_buffer,
+    ds = ShardFrameDataset(prep_out, split=cfg.train_split, image_size=cfg.model.image_size, seed=seed,
+                           shuffle_buffer=cfg.shuffle_buffer,
                            min_ref_gap=cfg.min_ref_gap, window=cfg.window, frames="train",
                            holdout_fraction=cfg.holdout_fraction,
                            num_offset_negatives=cfg.sync.num_offset_negatives if expert is not None else 0,
