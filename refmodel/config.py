@@ -113,31 +113,40 @@ class TrainConfig:
 
     def with_overrides(self, overrides: dict | None) -> "TrainConfig":
         """A copy with top-level or dotted (``"sync.steps"``) fields replaced."""
-        cfg = self
-        for key, value in (overrides or {}).items():
-            if "." in key:
-                part, sub = key.split(".", 1)
-                cfg = replace(cfg, **{part: replace(getattr(cfg, part), **{sub: value})})
-            else:
-                cfg = replace(cfg, **{key: value})
-        return cfg
+        return apply_overrides(self, overrides)
+
+
+def apply_overrides(cfg, overrides: dict | None):
+    """A copy of a (nested) config dataclass with top-level or dotted (``"sync.steps"``) fields replaced;
+    an unknown field raises ``TypeError``."""
+    for key, value in (overrides or {}).items():
+        if "." in key:
+            part, sub = key.split(".", 1)
+            cfg = replace(cfg, **{part: replace(getattr(cfg, part), **{sub: value})})
+        else:
+            cfg = replace(cfg, **{key: value})
+    return cfg
+
+
+def dataclass_from_dict(cls, values: dict, nested: dict | None = None):
+    """``cls`` from a stored dict: unknown keys dropped, missing ones default, lists back to tuples;
+    ``nested`` maps field names to the dataclass their sub-dict is rebuilt as."""
+    nested = nested or {}
+    kw = {}
+    for f in fields(cls):
+        if f.name not in values:
+            continue
+        v = values[f.name]
+        if f.name in nested:
+            v = dataclass_from_dict(nested[f.name], v or {})
+        kw[f.name] = tuple(v) if isinstance(v, list) else v
+    return cls(**kw)
 
 
 def from_dict(d: dict) -> TrainConfig:
     """Rebuild a config stored in a checkpoint (lists back to tuples)."""
-    def build(cls, values):
-        kw = {}
-        for f in fields(cls):
-            if f.name not in values:
-                continue
-            v = values[f.name]
-            kw[f.name] = tuple(v) if isinstance(v, list) else v
-        return cls(**kw)
-
-    return TrainConfig(**{**{k: v for k, v in d.items() if k not in ("model", "diffusion", "sync")},
-                          "model": build(ModelConfig, d.get("model", {})),
-                          "diffusion": build(DiffusionConfig, d.get("diffusion", {})),
-                          "sync": build(SyncConfig, d.get("sync", {}))})
+    return dataclass_from_dict(TrainConfig, d, {"model": ModelConfig, "diffusion": DiffusionConfig,
+                                                "sync": SyncConfig})
 
 
 CONFIGS: dict[str, TrainConfig] = {
@@ -170,4 +179,5 @@ def get_config(config: "str | TrainConfig | dict", overrides: dict | None = None
     return cfg.with_overrides(overrides)
 
 
-__all__ = ["ModelConfig", "DiffusionConfig", "SyncConfig", "TrainConfig", "CONFIGS", "get_config", "from_dict"]
+__all__ = ["ModelConfig", "DiffusionConfig", "SyncConfig", "TrainConfig", "CONFIGS", "get_config", "from_dict",
+           "apply_overrides", "dataclass_from_dict"]

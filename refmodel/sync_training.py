@@ -153,8 +153,8 @@ def train_sync_expert(prep_out, out_path, config: "str | TrainConfig | SyncConfi
 
     if isinstance(config, SyncConfig):
         cfg, hold = config, 0.2 if holdout_fraction is None else holdout_fraction
-    else:
-        tc = get_config(config)
+    else:  # a named Diff2Lip config, or any model config with ``sync`` and ``holdout_fraction`` fields
+        tc = config if hasattr(config, "sync") else get_config(config)
         cfg, hold = tc.sync, tc.holdout_fraction if holdout_fraction is None else holdout_fraction
     steps = cfg.steps if steps is None else steps
     torch.manual_seed(seed)
