@@ -184,7 +184,16 @@ def sample_videos(checkpoint, prep_out, out_dir, clip_ids=None, audio_from=None,
             "seconds": round(time.time() - t0, 2)}
         log.info("sampled %s (%d frames, flicker %.2f vs source %.2f)", path, n,
                  report["clips"][clip.clip_id]["flicker"], report["clips"][clip.clip_id]["source_flicker"])
-    atomic_write_text(out_dir / "sample_report.json", json.dumps(report, indent=2) + "\n")
+    path = out_dir / "sample_report.json"
+    if path.exists():  # clips sampled into this folder before (e.g. one call per cross-driven clip) stay listed
+        try:
+            before = json.loads(path.read_text())
+            report["clips"] = {**before.get("clips", {}), **report["clips"]}
+            if before.get("audio_from") != audio_from:
+                report["audio_from"] = "per clip (see clips.*.driving_audio)"
+        except (json.JSONDecodeError, AttributeError):
+            pass
+    atomic_write_text(path, json.dumps(report, indent=2) + "\n")
     return written
 
 
