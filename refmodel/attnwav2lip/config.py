@@ -1,11 +1,12 @@
 """Configurations of the AttnWav2Lip reference model (plain dataclasses, stored in checkpoints).
 
 ``tiny`` trains on 2 CPU cores inside the 20-minute budget with its sync expert (measured in
-refmodel/README.md); ``base`` is meant for one GPU: 128 px, 32 base channels, batch 32 windows × 5 frames,
-60k steps (+20k sync expert). Expected GPU time of ``base``: ~4–6 h on one A100/H100-class GPU, an estimate
-from its FLOP count (~3.4 GFLOP per frame forward, ×3 for forward + backward, 160 frames per step plus
-the sync expert and the perceptual network: ~2 PFLOP per 1k steps, at the 10–20 % of peak such small
-convolutions reach); not measured (no GPU was lent to this task).
+refmodel/README.md). ``base`` is meant for one GPU: 128 px, 32 base channels, batch 32 windows × 5 frames,
+60k steps (+20k sync-expert steps). Expected GPU time of ``base``: the generator costs 10.6 GFLOP per frame
+forward (``torch.utils.flop_counter``), ~32 GFLOP forward + backward, 5.1 TFLOP per step of 160 frames,
+0.3 EFLOP for 60k steps; with the sync expert and the perceptual network roughly 1.5–3 h on one
+A100/H100-class GPU at a sustained 30–60 TFLOP/s (small convolutions reach less of the peak than the
+diffusion UNet's). Not measured: no GPU was lent to this task.
 """
 from __future__ import annotations
 

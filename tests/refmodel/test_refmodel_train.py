@@ -320,3 +320,68 @@ def test_evalkit_sync_expert_imports_no_upper_layer():
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('refmodel', 'talkbench')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_audio_paths_guidance_and_null_audio():
+    """``audio_path="film"`` + the temporal encoder build and run; guidance 1 is the plain conditional model,
+    guidance g extrapolates F(audio) − F(no audio) linearly; the null audio replaces the audio vector."""
+    from refmodel.config import DiffusionConfig, ModelConfig
+
+    torch.manual_seed(0)
+    m = UNet(ModelConfig(base_channels=8, channel_mult=(1, 2), audio_encoder="temporal", audio_path="film"))
+    with torch.no_grad():  # leave the zero init: make every path carry signal
+        for p in m.parameters():
+            if p.dim() > 1 and float(p.abs().sum()) == 0:
+                p.normal_(0, 0.05)
+        m.null_audio.normal_()
+    x, mel = torch.randn(3, 3, 64, 64), torch.randn(3, 80, 16)
+    t = torch.tensor([999, 999, 999])
+    d = MaskedDiffusion(DiffusionConfig(anchor="image", sigma_data=0.5))
+    keep, drop = torch.ones(3, dtype=torch.bool), torch.zeros(3, dtype=torch.bool)
+    cond = d.network(m, x, t, x, x, mel)
+    torch.testing.assert_close(cond, m(x, t, x, x, mel, keep))
+    uncond = m(x, t, x, x, mel, drop)
+    torch.testing.assert_close(uncond, m(x, t, x, x, torch.randn(3, 80, 16), drop))  # no audio: mel unused
+    assert (cond - uncond).abs().mean() > 1e-4
+    torch.testing.assert_close(d.network(m, x, t, x, x, mel, guidance=2.5), uncond + 2.5 * (cond - uncond),
+                               atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError):
+        UNet(ModelConfig(audio_path="sideways"))
+    with pytest.raises(ValueError):
+        UNet(ModelConfig(audio_encoder="fourier"))
+
+
+def test_tiny_options_in_the_loss(prep_out):
+    """Timesteps stay in [train_t_min, T); a blanked reference mouth and dropped audio change the loss; the
+    mouth weight map is 1 + w on the template mouth and 1 far from it."""
+    from prep.faces.align import template
+    from refmodel.data import ShardFrameDataset
+    from refmodel.train import loss_terms, mouth_weight_map, prepare_batch
+
+    w = mouth_weight_map(64, 4.0)[0, 0]
+    mouth = template(64)[48:68].mean(0).round().astype(int)
+    assert float(w[mouth[1], mouth[0]]) == pytest.approx(5.0, abs=0.05) and float(w[5, 5]) == 1.0
+    ds = ShardFrameDataset(prep_out, seed=3, window=5, batch_size=2, frames="train", holdout_fraction=0.2)
+    data = prepare_batch(next(iter(ds)), "cpu")
+    base = {**FAST, "diffusion.anchor": "image", "diffusion.sigma_data": 0.5, "diffusion.train_t_min": 700,
+            "sync_weight": 0.0}
+    seen = []
+
+    class Spy(UNet):
+        def forward(self, x, t, masked, reference, mel, audio_keep=None):
+            seen.append((t.clone(), reference.clone(), audio_keep))
+            return super().forward(x, t, masked, reference, mel, audio_keep)
+
+    torch.manual_seed(0)
+    cfg = get_config("tiny", base)
+    spy = Spy(cfg.model)
+    diffusion = MaskedDiffusion(cfg.diffusion)
+    plain = loss_terms(spy, diffusion, cfg, data, torch.Generator().manual_seed(0))
+    assert int(seen[-1][0].min()) >= 700 and seen[-1][2] is None
+    assert torch.equal(seen[-1][1], data["reference"])
+    cfg2 = get_config("tiny", {**base, "ref_mouth_drop": 1.0, "audio_drop": 1.0, "mouth_weight": 4.0})
+    blank = loss_terms(spy, MaskedDiffusion(cfg2.diffusion), cfg2, data, torch.Generator().manual_seed(0))
+    t_ref, ref, keep = seen[-1]
+    assert float(ref[..., 32:, :].abs().max()) == 0.0 and torch.equal(ref[..., :32, :], data["reference"][..., :32, :])
+    assert keep is not None and not keep.any()
+    assert float(blank["total"].detach()) != float(plain["total"].detach())
