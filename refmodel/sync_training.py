@@ -182,7 +182,7 @@ def train_sync_expert(prep_out, out_path, config: "str | TrainConfig | SyncConfi
         hist.append((loss.item(), acc.item()))
         if bar is not None:
             bar.update(1)
-            bar.set_postfix(loss=f"{float(loss):.3f}", acc=f"{float(acc):.2f}")
+            bar.set_postfix(loss=f"{hist[-1][0]:.3f}", acc=f"{hist[-1][1]:.2f}")
         if (step + 1) % 50 == 0:
             log.info("sync expert step %d loss %.4f acc %.3f", step + 1, np.mean([h[0] for h in hist[-50:]]),
                      np.mean([h[1] for h in hist[-50:]]))
