@@ -1,9 +1,11 @@
-"""Named configurations of the reference model. Plain dataclasses (no torch import), stored in checkpoints.
+"""Named configurations of the Diff2Lip reference model. Plain dataclasses (no torch import), stored in
+checkpoints.
 
-``tiny`` trains on a CPU in minutes (used by tests and the demo); ``base`` is meant for one GPU.
-Expected training time of ``base`` (128×128, 60k steps at 16 windows × 5 frames): roughly 10–12 h on
-one A100/H100-class GPU (an estimate from its FLOP count, ~25 GFLOP per frame forward+backward; not
-measured here because no GPU was available to this task).
+``tiny`` trains on 2 CPU cores within 20 minutes (used by tests and the demo); ``base`` is meant for one
+GPU. Expected training time of ``base`` (128×128, 60k steps at 16 windows × 5 frames): its UNet costs
+112 GFLOP per frame forward (``torch.utils.flop_counter``), ~335 GFLOP forward + backward, 27 TFLOP per
+step, 1.6 EFLOP for the 60k steps (the sync expert's 20k steps add a few %): roughly 5–10 h on one
+A100/H100-class GPU at a sustained 50–100 TFLOP/s (bf16 / TF32). Not measured: no GPU was lent to this task.
 """
 from __future__ import annotations
 
@@ -18,8 +20,14 @@ class ModelConfig:
     num_res_blocks: int = 1
     attention_resolutions: tuple = (8,)  # feature-map sides with self-attention
     audio_channels: int = 32  # width of the first audio-encoder conv
-    audio_dim: int = 128  # audio embedding size (added to the time embedding)
+    audio_dim: int = 128  # audio embedding size
     dropout: float = 0.0
+    # "pooled": convs over (mel bins, time), global mean pool (where in the 0.2-s window a sound is, is
+    # lost); "temporal": 1-D convs over time with the mel bins as channels, flattened (keeps 4 time steps)
+    audio_encoder: str = "pooled"
+    # "time": the audio embedding is added to the time embedding (one FiLM per block for both);
+    # "film": its own scale/shift per block, applied after the time one (AdaIN-style, audio only)
+    audio_path: str = "time"
 
 
 @dataclass(frozen=True)
@@ -33,6 +41,12 @@ class DiffusionConfig:
     anchor: str = "image"
     # std of the diffused variable the preconditioning assumes (EDM's σ_data); 1.0 = plain v-prediction
     sigma_data: float = 1.0
+    # training timesteps are drawn uniformly from [train_t_min, timesteps): match them to the sampler
+    # (a 1-step DDIM sampler only ever evaluates t = T-1, so training the low-noise levels is wasted)
+    train_t_min: int = 0
+    # classifier-free guidance on the audio at sampling: x0 = x0(no audio) + guidance·(x0(audio) − x0(no
+    # audio)); 1.0 = the plain conditional model (needs TrainConfig.audio_drop > 0 to mean anything else)
+    guidance: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -82,6 +96,13 @@ class TrainConfig:
     l1_weight: float = 1.0  # L1 on the predicted x0 (masked region)
     sync_weight: float = 0.05  # sync-expert loss on the predicted x0 (0 = no expert)
     min_ref_gap: int = 5  # reference frame at least this many frames from every target frame
+    # probability of blanking the reference frame's lower half in training; 1.0 blanks it at sampling too
+    # (no mouth to copy: the mouth must come from the audio, its texture from the upper face + identity)
+    ref_mouth_drop: float = 0.0
+    mouth_weight: float = 0.0  # extra loss weight on the template mouth box (the mouth is ~5 % of the crop)
+    audio_drop: float = 0.0  # probability of training without audio (classifier-free guidance)
+    sync_weighting: str = "abar"  # sync loss per window weighted by ᾱ_t ("abar") or not ("uniform")
+    train_split: str | None = None  # train on clips of this split only (None: every clip)
     holdout_fraction: float = 0.2  # tail of every clip kept out of training (held-out frames)
     shuffle_buffer: int = 512
     num_workers: int = 0  # DataLoader workers
@@ -94,31 +115,40 @@ class TrainConfig:
 
     def with_overrides(self, overrides: dict | None) -> "TrainConfig":
         """A copy with top-level or dotted (``"sync.steps"``) fields replaced."""
-        cfg = self
-        for key, value in (overrides or {}).items():
-            if "." in key:
-                part, sub = key.split(".", 1)
-                cfg = replace(cfg, **{part: replace(getattr(cfg, part), **{sub: value})})
-            else:
-                cfg = replace(cfg, **{key: value})
-        return cfg
+        return apply_overrides(self, overrides)
+
+
+def apply_overrides(cfg, overrides: dict | None):
+    """A copy of a (nested) config dataclass with top-level or dotted (``"sync.steps"``) fields replaced;
+    an unknown field raises ``TypeError``."""
+    for key, value in (overrides or {}).items():
+        if "." in key:
+            part, sub = key.split(".", 1)
+            cfg = replace(cfg, **{part: replace(getattr(cfg, part), **{sub: value})})
+        else:
+            cfg = replace(cfg, **{key: value})
+    return cfg
+
+
+def dataclass_from_dict(cls, values: dict, nested: dict | None = None):
+    """``cls`` from a stored dict: unknown keys dropped, missing ones default, lists back to tuples;
+    ``nested`` maps field names to the dataclass their sub-dict is rebuilt as."""
+    nested = nested or {}
+    kw = {}
+    for f in fields(cls):
+        if f.name not in values:
+            continue
+        v = values[f.name]
+        if f.name in nested:
+            v = dataclass_from_dict(nested[f.name], v or {})
+        kw[f.name] = tuple(v) if isinstance(v, list) else v
+    return cls(**kw)
 
 
 def from_dict(d: dict) -> TrainConfig:
     """Rebuild a config stored in a checkpoint (lists back to tuples)."""
-    def build(cls, values):
-        kw = {}
-        for f in fields(cls):
-            if f.name not in values:
-                continue
-            v = values[f.name]
-            kw[f.name] = tuple(v) if isinstance(v, list) else v
-        return cls(**kw)
-
-    return TrainConfig(**{**{k: v for k, v in d.items() if k not in ("model", "diffusion", "sync")},
-                          "model": build(ModelConfig, d.get("model", {})),
-                          "diffusion": build(DiffusionConfig, d.get("diffusion", {})),
-                          "sync": build(SyncConfig, d.get("sync", {}))})
+    return dataclass_from_dict(TrainConfig, d, {"model": ModelConfig, "diffusion": DiffusionConfig,
+                                                "sync": SyncConfig})
 
 
 CONFIGS: dict[str, TrainConfig] = {
@@ -151,4 +181,5 @@ def get_config(config: "str | TrainConfig | dict", overrides: dict | None = None
     return cfg.with_overrides(overrides)
 
 
-__all__ = ["ModelConfig", "DiffusionConfig", "SyncConfig", "TrainConfig", "CONFIGS", "get_config", "from_dict"]
+__all__ = ["ModelConfig", "DiffusionConfig", "SyncConfig", "TrainConfig", "CONFIGS", "get_config", "from_dict",
+           "apply_overrides", "dataclass_from_dict"]

@@ -88,14 +88,28 @@ class MaskedDiffusion:
         a = self._abar(t)
         return (x_t - (1 - a).sqrt() * eps) / a.sqrt()
 
-    def predict(self, model, x_t, t, masked, reference, mel, mask) -> tuple[torch.Tensor, torch.Tensor]:
+    def network(self, model, x_t, t, masked, reference, mel, audio_keep=None, guidance: float = 1.0):
+        """The network output F; with ``guidance`` ≠ 1, classifier-free guidance on the audio:
+        ``F(no audio) + guidance · (F(audio) − F(no audio))`` (linear in F, so the same holds for ε̂ and x̂0)."""
+        if guidance == 1.0:
+            return model(x_t, t, masked, reference, mel) if audio_keep is None else \
+                model(x_t, t, masked, reference, mel, audio_keep)
+        n = x_t.shape[0]
+        keep = torch.cat([torch.ones(n, dtype=torch.bool), torch.zeros(n, dtype=torch.bool)]).to(x_t.device)
+        both = model(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([masked, masked]),
+                     torch.cat([reference, reference]), torch.cat([mel, mel]), keep)
+        cond, uncond = both[:n], both[n:]
+        return uncond + guidance * (cond - uncond)
+
+    def predict(self, model, x_t, t, masked, reference, mel, mask, audio_keep=None,
+                guidance: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
         """(ε̂, x0 estimate) of the preconditioned model (see the module docstring), zero outside the mask.
 
         Both come straight from the network output F, which stays well conditioned where ᾱ → 0
         (dividing by sqrt(ᾱ) would amplify float error there). Under the ``reference`` anchor the
         "x0" here is the residual from the reference frame."""
         a = self._abar(t)
-        f = model(x_t, t, masked, reference, mel)
+        f = self.network(model, x_t, t, masked, reference, mel, audio_keep, guidance)
         sd = self.cfg.sigma_data
         d = 1 - a + a * sd * sd
         eps = (1 - a).sqrt() / d * x_t + sd * a.sqrt() / d.sqrt() * f
@@ -105,19 +119,24 @@ class MaskedDiffusion:
     def predict_eps(self, model, x_t, t, masked, reference, mel, mask) -> torch.Tensor:
         return self.predict(model, x_t, t, masked, reference, mel, mask)[0]
 
-    def training_terms(self, model, target, masked, reference, mel, t, noise) -> dict:
+    def training_terms(self, model, target, masked, reference, mel, t, noise, weight=None, audio_keep=None,
+                       origin_reference=None) -> dict:
         """Per-frame loss terms (each (N,)) and the composited x0 estimate.
 
         ``target``/``masked``/``reference`` are float images in [-1, 1]; ``masked`` has the lower half 0.
+        ``weight``: a (1, 1, S, S) per-pixel loss weight on the mask (default uniform); ``audio_keep``:
+        (N,) bool, False trains that sample without audio; ``origin_reference``: the reference the
+        ``reference`` anchor measures from when the network sees a modified one (default ``reference``).
         """
         mask = mouth_mask(target.shape[-1], target.device)
-        origin = self._origin(reference)
+        origin = self._origin(reference if origin_reference is None else origin_reference)
         x_t = self.q_sample(target - origin, t, noise, mask)
-        eps, y0 = self.predict(model, x_t, t, masked, reference, mel, mask)
+        eps, y0 = self.predict(model, x_t, t, masked, reference, mel, mask, audio_keep)
         x0 = (y0 + origin) * mask
-        denom = mask.sum() * target.shape[1]
-        mse = ((eps - noise) ** 2 * mask).sum(dim=(1, 2, 3)) / denom
-        l1 = ((x0 - target).abs() * mask).sum(dim=(1, 2, 3)) / denom  # unclamped: no dead gradients
+        w = mask if weight is None else weight * mask
+        denom = w.sum() * target.shape[1]
+        mse = ((eps - noise) ** 2 * w).sum(dim=(1, 2, 3)) / denom
+        l1 = ((x0 - target).abs() * w).sum(dim=(1, 2, 3)) / denom  # unclamped: no dead gradients
         composite = masked * (1 - mask) + x0.clamp(-1, 1) * mask
         return {"mse": mse, "l1": l1, "x0": composite, "abar": self._abar(t).view(-1)}
 
@@ -128,19 +147,24 @@ class MaskedDiffusion:
         return sorted(set(ts.tolist()), reverse=True)
 
     @torch.no_grad()
-    def sample(self, model, masked, reference, mel, noise, steps: int | None = None) -> torch.Tensor:
+    def sample(self, model, masked, reference, mel, noise, steps: int | None = None,
+               guidance: float | None = None, origin_reference=None) -> torch.Tensor:
         """DDIM (η = 0) inpainting of the lower half; returns full images in [-1, 1].
 
         ``noise`` is x_T (N, 3, S, S): pass the same tensor for every frame of a video for a stable mouth.
+        ``guidance``: classifier-free guidance on the audio (default ``DiffusionConfig.guidance``);
+        ``origin_reference``: what the ``reference`` anchor measures from when the network sees a
+        modified reference (default ``reference``; see ``training_terms``).
         """
+        guidance = self.cfg.guidance if guidance is None else float(guidance)
         mask = mouth_mask(masked.shape[-1], masked.device)
-        origin = self._origin(reference)
+        origin = self._origin(reference if origin_reference is None else origin_reference)
         x = noise * mask
         ts = self.ddim_timesteps(steps or self.cfg.sample_steps)
         y0 = x
         for i, t in enumerate(ts):
             tt = torch.full((masked.shape[0],), t, dtype=torch.long, device=masked.device)
-            eps, y0 = self.predict(model, x, tt, masked, reference, mel, mask)
+            eps, y0 = self.predict(model, x, tt, masked, reference, mel, mask, guidance=guidance)
             a = self.alphas_cumprod[t].item()
             y0 = ((y0 + origin).clamp(-1, 1) - origin) * mask  # the image it implies stays in range
             eps = (x - math.sqrt(a) * y0) / math.sqrt(1 - a)  # consistent with the clamped estimate

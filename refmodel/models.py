@@ -17,11 +17,20 @@ class ReferenceModel:
     train: str  # "module:function"  (prep_out, run_dir, config=..., steps=, seed=, resume=, overrides=, progress=)
     sample: str  # "module:function" (checkpoint, prep_out, out_dir, clip_ids=, audio_from=, seed=, progress=, ...)
     checkpoint_kind: str  # the ``kind`` stored in its checkpoint
+    # "module:function" (checkpoint, device=, ...) -> a crop generator (``refmodel.sample``): models that
+    # inpaint aligned crops share sampling, the held-out evaluation and the lip-sync measures through it
+    generator: str | None = None
 
 
 MODELS = {m.name: m for m in (
     ReferenceModel("diff2lip", "Diff2Lip-style inpainting diffusion (masked lower face, reference frame, mel window)",
-                   "refmodel.train:train", "refmodel.sample:sample_videos", "talkbench.refmodel.diffusion"),
+                   "refmodel.train:train", "refmodel.sample:sample_videos", "talkbench.refmodel.diffusion",
+                   generator="refmodel.sample:Diff2LipGenerator"),
+    ReferenceModel("attnwav2lip", "LPIPS-AttnWav2Lip: GAN-free U-Net with residual CBAM blocks and AdaIN audio "
+                   "alignment; L1 + sync + perceptual loss (LPIPS, or MS-SSIM without the LPIPS weights: "
+                   "then named attnwav2lip-msssim)",
+                   "refmodel.attnwav2lip.train:train", "refmodel.sample:sample_videos",
+                   "talkbench.refmodel.attnwav2lip", generator="refmodel.attnwav2lip.train:AttnWav2LipGenerator"),
 )}
 
 

@@ -161,8 +161,8 @@ def train_sync_expert(prep_out, out_path, config: "str | TrainConfig | SyncConfi
 
     if isinstance(config, SyncConfig):
         cfg, hold = config, 0.2 if holdout_fraction is None else holdout_fraction
-    else:
-        tc = get_config(config)
+    else:  # a named Diff2Lip config, or any model config with ``sync`` and ``holdout_fraction`` fields
+        tc = config if hasattr(config, "sync") else get_config(config)
         cfg, hold = tc.sync, tc.holdout_fraction if holdout_fraction is None else holdout_fraction
     steps = cfg.steps if steps is None else steps
     torch.manual_seed(seed)
@@ -190,7 +190,7 @@ def train_sync_expert(prep_out, out_path, config: "str | TrainConfig | SyncConfi
         hist.append((loss.item(), acc.item()))
         if bar is not None:
             bar.update(1)
-            bar.set_postfix(loss=f"{float(loss):.3f}", batch_top1=f"{float(acc):.2f}")  # this step's batch
+            bar.set_postfix(loss=f"{hist[-1][0]:.3f}", batch_top1=f"{hist[-1][1]:.2f}")  # this step's batch
         if (step + 1) % 50 == 0:
             log.info("sync expert step %d: mean of the last 50 steps: loss %.4f, in-batch top-1 accuracy %.3f",
                      step + 1, np.mean([h[0] for h in hist[-50:]]),

@@ -1,9 +1,13 @@
 """The denoiser: a UNet over (noisy masked target ⊕ masked frame ⊕ reference) conditioned on time and audio.
 
 Conditioning follows Diff2Lip / LPIPS-AttnWav2Lip: an audio encoder turns the (80, 16) mel window into a
-vector that is added to the sinusoidal time embedding; every residual block normalises its features and
-applies a per-channel scale and shift predicted from that embedding (adaptive group norm, the AdaIN-style
-scale-shift of the seed papers).
+vector; every residual block normalises its features and applies a per-channel scale and shift (adaptive
+group norm, the AdaIN-style scale-shift of the seed papers). ``ModelConfig.audio_path``: ``time`` adds the
+audio vector to the sinusoidal time embedding (one scale/shift from both); ``film`` gives the audio its own
+scale/shift in every block, after the time one. ``audio_encoder``: ``pooled`` (2-D convs, global mean
+pool) or ``temporal`` (1-D convs over time, flattened: it keeps *when* in the 0.2-s window a sound is,
+which decides the mouth of the window's first frame). Without audio (classifier-free guidance's
+unconditional branch, ``audio_keep`` False) the audio vector is a learnt null vector.
 """
 from __future__ import annotations
 
@@ -59,12 +63,37 @@ class AudioEncoder(nn.Module):
         return self.out(h.mean(dim=(2, 3)))
 
 
+class TemporalAudioEncoder(nn.Module):
+    """(N, 80, 16) mel window → (N, out_dim): 1-D convs over time (mel bins as channels), two stride-2
+    steps (16 → 4 time steps), flattened, so the position of a sound inside the window is kept."""
+
+    def __init__(self, channels: int = 32, out_dim: int = 128):
+        super().__init__()
+        c = 2 * channels
+        self.net = nn.Sequential(nn.Conv1d(80, c, 3, padding=1), nn.GroupNorm(_groups(c), c), nn.SiLU(),
+                                 nn.Conv1d(c, c, 3, stride=2, padding=1), nn.GroupNorm(_groups(c), c), nn.SiLU(),
+                                 nn.Conv1d(c, c, 3, stride=2, padding=1), nn.GroupNorm(_groups(c), c), nn.SiLU())
+        self.out = nn.Linear(4 * c, out_dim)
+
+    def forward(self, mel: torch.Tensor) -> torch.Tensor:
+        return self.out(self.net(mel).flatten(1))
+
+
+def audio_encoder(kind: str, channels: int, out_dim: int) -> nn.Module:
+    if kind == "pooled":
+        return AudioEncoder(channels, out_dim)
+    if kind == "temporal":
+        return TemporalAudioEncoder(channels, out_dim)
+    raise ValueError(f"unknown audio encoder {kind!r} (pooled or temporal)")
+
+
 class ResBlock(nn.Module):
-    def __init__(self, cin: int, cout: int, emb_dim: int, dropout: float = 0.0):
+    def __init__(self, cin: int, cout: int, emb_dim: int, dropout: float = 0.0, audio_dim: int = 0):
         super().__init__()
         self.norm1 = nn.GroupNorm(_groups(cin), cin)
         self.conv1 = nn.Conv2d(cin, cout, 3, padding=1)
         self.emb = nn.Linear(emb_dim, 2 * cout)
+        self.audio = nn.Linear(audio_dim, 2 * cout) if audio_dim else None  # the audio's own scale/shift
         self.norm2 = nn.GroupNorm(_groups(cout), cout)
         self.drop = nn.Dropout(dropout)
         self.conv2 = nn.Conv2d(cout, cout, 3, padding=1)
@@ -72,10 +101,13 @@ class ResBlock(nn.Module):
         nn.init.zeros_(self.conv2.bias)
         self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
 
-    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, emb: torch.Tensor, audio: torch.Tensor | None = None) -> torch.Tensor:
         h = self.conv1(F.silu(self.norm1(x)))
         scale, shift = self.emb(F.silu(emb))[:, :, None, None].chunk(2, dim=1)
-        h = self.norm2(h) * (1 + scale) + shift  # AdaGN: audio+time modulate every block
+        h = self.norm2(h) * (1 + scale) + shift  # AdaGN: time (+ audio under audio_path="time")
+        if self.audio is not None:
+            a_scale, a_shift = self.audio(audio)[:, :, None, None].chunk(2, dim=1)
+            h = h * (1 + a_scale) + a_shift
         h = self.conv2(self.drop(F.silu(h)))
         return self.skip(x) + h
 
@@ -106,15 +138,21 @@ class UNet(nn.Module):
         ch = cfg.base_channels
         emb_dim = 4 * ch
         self.time_mlp = nn.Sequential(nn.Linear(ch, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
-        self.audio = AudioEncoder(cfg.audio_channels, cfg.audio_dim)
-        self.audio_proj = nn.Sequential(nn.SiLU(), nn.Linear(cfg.audio_dim, emb_dim))
+        self.audio = audio_encoder(cfg.audio_encoder, cfg.audio_channels, cfg.audio_dim)
+        if cfg.audio_path not in ("time", "film"):
+            raise ValueError(f"unknown audio path {cfg.audio_path!r} (time or film)")
+        film = cfg.audio_path == "film"
+        self.audio_proj = (nn.Sequential(nn.SiLU(), nn.Linear(cfg.audio_dim, cfg.audio_dim), nn.SiLU()) if film
+                           else nn.Sequential(nn.SiLU(), nn.Linear(cfg.audio_dim, emb_dim)))
+        self.null_audio = nn.Parameter(torch.zeros(cfg.audio_dim))  # "no audio" (classifier-free guidance)
+        adim = cfg.audio_dim if film else 0
         self.inp = nn.Conv2d(IN_CHANNELS, ch, 3, padding=1)
 
         self.down = nn.ModuleList()
         skips, cur, res = [ch], ch, cfg.image_size
         for level, mult in enumerate(cfg.channel_mult):
             for _ in range(cfg.num_res_blocks):
-                blocks = [ResBlock(cur, ch * mult, emb_dim, cfg.dropout)]
+                blocks = [ResBlock(cur, ch * mult, emb_dim, cfg.dropout, adim)]
                 cur = ch * mult
                 if res in cfg.attention_resolutions:
                     blocks.append(Attention(cur))
@@ -124,12 +162,12 @@ class UNet(nn.Module):
                 self.down.append(nn.ModuleList([nn.Conv2d(cur, cur, 3, stride=2, padding=1)]))
                 skips.append(cur)
                 res //= 2
-        self.mid = nn.ModuleList([ResBlock(cur, cur, emb_dim, cfg.dropout), Attention(cur),
-                                  ResBlock(cur, cur, emb_dim, cfg.dropout)])
+        self.mid = nn.ModuleList([ResBlock(cur, cur, emb_dim, cfg.dropout, adim), Attention(cur),
+                                  ResBlock(cur, cur, emb_dim, cfg.dropout, adim)])
         self.up = nn.ModuleList()
         for level, mult in reversed(list(enumerate(cfg.channel_mult))):
             for i in range(cfg.num_res_blocks + 1):
-                blocks = [ResBlock(cur + skips.pop(), ch * mult, emb_dim, cfg.dropout)]
+                blocks = [ResBlock(cur + skips.pop(), ch * mult, emb_dim, cfg.dropout, adim)]
                 cur = ch * mult
                 if res in cfg.attention_resolutions:
                     blocks.append(Attention(cur))
@@ -142,27 +180,34 @@ class UNet(nn.Module):
         nn.init.zeros_(self.out[-1].weight)
         nn.init.zeros_(self.out[-1].bias)
 
-    def condition(self, t: torch.Tensor, mel: torch.Tensor) -> torch.Tensor:
-        """Time + audio embedding (N, 4*base_channels)."""
-        return self.time_mlp(timestep_embedding(t, self.cfg.base_channels)) + self.audio_proj(self.audio(mel))
+    def condition(self, t: torch.Tensor, mel: torch.Tensor, audio_keep: torch.Tensor | None = None):
+        """(embedding (N, 4*base_channels) every block's time FiLM reads, audio vector of the ``film`` path
+        or None). ``audio_keep`` (N,) bool: False replaces that sample's audio by the null vector."""
+        a = self.audio(mel)
+        if audio_keep is not None:
+            a = torch.where(audio_keep.view(-1, 1), a, self.null_audio.to(a.dtype).expand_as(a))
+        emb = self.time_mlp(timestep_embedding(t, self.cfg.base_channels))
+        if self.cfg.audio_path == "film":
+            return emb, self.audio_proj(a)
+        return emb + self.audio_proj(a), None
 
     @staticmethod
-    def _run(blocks, h, emb):
+    def _run(blocks, h, emb, audio):
         for b in blocks:
-            h = b(h, emb) if isinstance(b, ResBlock) else b(h)
+            h = b(h, emb, audio) if isinstance(b, ResBlock) else b(h)
         return h
 
-    def forward(self, x, t, masked, reference, mel):
-        emb = self.condition(t, mel)
+    def forward(self, x, t, masked, reference, mel, audio_keep=None):
+        emb, audio = self.condition(t, mel, audio_keep)
         h = self.inp(torch.cat([x, masked, reference], dim=1))
         hs = [h]
         for blocks in self.down:
-            h = self._run(blocks, h, emb)
+            h = self._run(blocks, h, emb, audio)
             hs.append(h)
-        h = self._run(self.mid, h, emb)
+        h = self._run(self.mid, h, emb, audio)
         for blocks in self.up:
-            h = self._run(blocks, torch.cat([h, hs.pop()], dim=1), emb)
+            h = self._run(blocks, torch.cat([h, hs.pop()], dim=1), emb, audio)
         return self.out(h)
 
 
-__all__ = ["UNet", "AudioEncoder", "timestep_embedding", "IN_CHANNELS", "OUT_CHANNELS"]
+__all__ = ["UNet", "AudioEncoder", "TemporalAudioEncoder", "audio_encoder", "timestep_embedding", "IN_CHANNELS", "OUT_CHANNELS"]

@@ -126,6 +126,15 @@ MODELS: tuple[ModelSpec, ...] = (
                      "on its first run with network access.",
               urls={"s3fd-619a316812.pth": "https://www.adrianbulat.com/downloads/python-fan/s3fd-619a316812.pth",
                     "2DFAN4-cd938726ad.zip": "https://www.adrianbulat.com/downloads/python-fan/2DFAN4-cd938726ad.zip"}),
+    ModelSpec("lpips-alex", ("alexnet-owt-7be5be79.pth", "alex.pth"), env="TALKBENCH_LPIPS_DIR",
+              official_sha256={"alexnet-owt-7be5be79.pth": "7be5be79"},
+              description="LPIPS v0.1 'alex': torchvision's ImageNet AlexNet features + LPIPS's linear layers "
+                          "(AttnWav2Lip's perceptual training loss)",
+              source="alexnet-owt-7be5be79.pth is torchvision's AlexNet IMAGENET1K_V1 file (torch hub cache; the "
+                     "name carries its sha256 prefix); alex.pth is lpips 0.1's lpips/weights/v0.1/alex.pth "
+                     "(pip download --no-deps lpips). Put both in one folder.",
+              urls={"alexnet-owt-7be5be79.pth": "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth"},
+              licence="BSD-3-Clause (torchvision, lpips)"),
 )
 REGISTRY: dict[str, ModelSpec] = {m.name: m for m in MODELS}
 

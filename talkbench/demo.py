@@ -1,10 +1,12 @@
 """``talkbench demo OUT``: the whole suite offline on a dataset it synthesizes itself.
 
-synthesize (real face photo, audio-driven mouth) → prep (Dask) → train the tiny reference model and the
-sync expert → sample submissions (model + baselines + ground truth) → eval → leaderboard → data card.
-Runs on 2 CPU cores in a few minutes with no network and no external weights (SyncNet / Inception
-official weights are used when present; otherwise LSE is skipped and FID is computed uncalibrated and
-labelled so, as the results say).
+synthesize (real face photo, audio-driven mouth) → prep (Dask) → train the sync expert and both tiny
+reference models (Diff2Lip-style diffusion, AttnWav2Lip) → sample submissions for the test clips: a
+reconstruction set (own audio: models, baselines, ground truth) and a **cross** set (every test clip driven by
+the next test clip's audio: models and baselines) → eval (``reconstruction`` and ``cross`` modes, with the
+in-domain sync score) → leaderboard (one table per mode) → data card. Runs on 2 CPU cores in under 10 minutes
+with no network and no external weights (SyncNet / Inception official weights are used when present;
+otherwise LSE is skipped and FID is computed uncalibrated and labelled so, as the results say).
 """
 from __future__ import annotations
 
@@ -18,17 +20,38 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 STAGES = ("synthesize", "prep", "train", "sample", "eval", "leaderboard", "card")
-# the demo's training budget (steps of the diffusion model and of the sync expert trained before it):
-# enough for the losses to fall and the model to beat mean-fill on the demo data, small enough for
-# the 10-minute target on 2 cores (measured: 240 s end to end, train 87 s)
-DEMO_TRAIN_STEPS = 120
-DEMO_SYNC_STEPS = 120
+# the demo's training budget (steps of each reference model, and of the one sync expert both use): enough
+# for the losses to fall and the models to beat mean-fill on the demo data, small enough for the 10-minute
+# target on 2 cores (demo/README.md has the measured stage times)
+DEMO_TRAIN_STEPS = 200
+DEMO_SYNC_STEPS = 150
 DEMO_FID_STRIDE = 5  # every 5th frame into FID (recorded in the protocol): CPU Inception is the slow part
+REFERENCE_MODELS = ("diff2lip", "attnwav2lip")
+# one line per baseline: what it is, and why mouth LMD can reward it although nothing moves
+BASELINE_NOTES = {
+    "copy-reference": "baseline: the lower face of one fixed reference frame of the clip, pasted on every frame "
+                      "(perfect identity, a still mouth); LMD centres the mouth landmarks and speech keeps the "
+                      "mouth near-closed much of the time, so a still, mostly closed mouth is close on most frames "
+                      "and scores a good LMD without any lip sync: read LMD beside the sync score",
+    "mean-fill": "baseline: the dataset's per-pixel mean lower face on every frame (a blurred, half-closed "
+                 "average mouth that follows nothing); LMD can still rank it well because an average closed "
+                 "mouth is near the truth in pauses and on consonants, while sync stays at the floor",
+    "source-video": "baseline (cross only): the clip's own video, untouched, with the other clip's audio muxed: real "
+                    "frames whose mouth follows the wrong speech, the floor a cross-driven model must beat on sync",
+}
 
 
 def _stage(name: str, i: int) -> float:
     print(f"[{i + 1}/{len(STAGES)}] {name} ...", file=sys.stderr, flush=True)
     return time.perf_counter()
+
+
+def cpu_seconds() -> float:
+    """Process CPU time of this process and its finished children (Dask workers), user + system."""
+    import resource
+
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def _ground_truth_submission(prep_out: Path, clip_ids: list[str], out_dir: Path) -> Path:
@@ -69,10 +92,7 @@ def run_demo(out, *, n_identities: int = 3, clips_per_identity: int = 2, seconds
     from leaderboard import build_leaderboard
     from prep.job import run_prep
     from prep.output import PrepOutput
-    from refmodel.baselines import write_baseline
     from talkbase.fileio import atomic_write_text
-    from refmodel.sample import sample_videos
-    from refmodel.train import train
 
     from .demo_data import synthesize_dataset
 
@@ -80,13 +100,14 @@ def run_demo(out, *, n_identities: int = 3, clips_per_identity: int = 2, seconds
     if clean and out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
-    timings = {}
+    timings, cpu, c0 = {}, {}, cpu_seconds()
 
     t = _stage("synthesize", 0)
     videos = out / "videos"
     synthesize_dataset(videos, n_identities=n_identities, clips_per_identity=clips_per_identity,
                        seconds=seconds, seed=seed)
     timings["synthesize"] = time.perf_counter() - t
+    cpu["synthesize"] = cpu_seconds() - c0 - sum(cpu.values())
 
     t = _stage("prep", 1)
     shards = out / "shards"
@@ -94,50 +115,119 @@ def run_demo(out, *, n_identities: int = 3, clips_per_identity: int = 2, seconds
     summary = run_prep(listing if listing.exists() else videos, shards, _prep_config(), n_workers=workers)
     print(f"    {summary.line()}", file=sys.stderr)
     timings["prep"] = time.perf_counter() - t
+    cpu["prep"] = cpu_seconds() - c0 - sum(cpu.values())
     clips = PrepOutput.open(shards).clips()
     test_ids = sorted(c.clip_id for c in clips if c.split == "test") or sorted(c.clip_id for c in clips)[-2:]
 
-    t = _stage("train", 2)  # the sync expert first (into the run dir), then the diffusion model
-    run = out / "runs" / "tiny"
-    ckpt = train(shards, run, config="tiny", steps=train_steps or DEMO_TRAIN_STEPS, seed=seed,
-                 overrides={"sync.steps": sync_steps or DEMO_SYNC_STEPS})
-    expert = run / "sync_expert.pt"
+    t = _stage("train", 2)  # one sync expert, then each reference model with it
+    checkpoints, expert = _train_models(shards, out / "runs", train_steps or DEMO_TRAIN_STEPS,
+                                        sync_steps or DEMO_SYNC_STEPS, seed)
     timings["train"] = time.perf_counter() - t
+    cpu["train"] = cpu_seconds() - c0 - sum(cpu.values())
 
     t = _stage("sample", 3)
-    subs = out / "submissions"
-    submissions = {
-        "ground-truth": ("ground-truth", _ground_truth_submission(shards, test_ids, subs / "ground-truth")),
-        "refmodel-tiny": ("model", subs / "refmodel-tiny"),
-        "copy-reference": ("baseline", subs / "copy-reference"),
-        "mean-fill": ("baseline", subs / "mean-fill"),
-    }
-    sample_videos(ckpt, shards, subs / "refmodel-tiny", clip_ids=test_ids, seed=seed)
-    for name in ("copy-reference", "mean-fill"):
-        write_baseline(name, shards, subs / name, clip_ids=test_ids)
+    submissions = _sample_submissions(shards, out / "submissions", test_ids, checkpoints, seed)
+    for name, note in BASELINE_NOTES.items():
+        print(f"    {name}: {note}", file=sys.stderr)
     timings["sample"] = time.perf_counter() - t
+    cpu["sample"] = cpu_seconds() - c0 - sum(cpu.values())
 
     t = _stage("eval", 4)
     results = out / "results"
-    for name, (kind, sub_dir) in submissions.items():
-        evaluate(shards, sub_dir, results / name, mode="reconstruction", n_workers=workers,
+    for (mode, name), (kind, sub_dir, note) in submissions.items():
+        evaluate(shards, sub_dir, results / mode / name, mode=mode, n_workers=workers,
                  allow_uncalibrated_fid=True, sync_expert=expert, split="test", fid_stride=DEMO_FID_STRIDE,
                  benchmark_name="talkbench demo: synthetic speakers, test split",
                  submission_meta={"name": name, "model": name, "kind": kind,
-                                  "notes": "talkbench demo (synthetic data)"})
+                                  "notes": f"talkbench demo (synthetic data){'; ' + note if note else ''}"})
     timings["eval"] = time.perf_counter() - t
+    cpu["eval"] = cpu_seconds() - c0 - sum(cpu.values())
 
     t = _stage("leaderboard", 5)
     site = out / "site"
     build_leaderboard(results, site)
     timings["leaderboard"] = time.perf_counter() - t
+    cpu["leaderboard"] = cpu_seconds() - c0 - sum(cpu.values())
 
     t = _stage("card", 6)
     card = write_card(shards)
     timings["card"] = time.perf_counter() - t
+    cpu["card"] = cpu_seconds() - c0 - sum(cpu.values())
 
     where = {"site": str(site / "index.html"), "leaderboard_md": str(site / "leaderboard.md"),
              "shards": str(shards), "card": str(card), "results": str(results), "submissions": str(subs),
-             "checkpoint": str(ckpt), "timings_s": {k: round(v, 1) for k, v in timings.items()}}
+             "checkpoints": {k: str(v) for k, v in checkpoints.items()},
+             "timings_s": {k: round(v, 1) for k, v in timings.items()},
+             "cpu_s": {k: round(v, 1) for k, v in cpu.items()}, "total_cpu_s": round(cpu_seconds() - c0, 1)}
     atomic_write_text(out / "demo_summary.json", json.dumps(where, indent=2))
     return where
+
+
+def _train_models(shards: Path, runs: Path, steps: int, sync_steps: int, seed: int) -> tuple[dict, Path]:
+    """The sync expert (``runs/sync_expert.pt``), then every reference model of ``REFERENCE_MODELS`` with it."""
+    from refmodel import models
+    from refmodel.sync_training import train_sync_expert
+
+    expert = runs / "sync_expert.pt"
+    if not expert.exists():
+        train_sync_expert(shards, expert, "tiny", steps=sync_steps, seed=seed, progress=True)
+    checkpoints = {}
+    for name in REFERENCE_MODELS:
+        train = models.function(models.get(name).train)
+        checkpoints[name] = train(shards, runs / name, config="tiny", steps=steps, seed=seed, sync_expert=expert)
+    return checkpoints, expert
+
+
+def cross_drivers(test_ids: list[str]) -> dict[str, str]:
+    """Every test clip driven by the next test clip's audio (id order, cyclic)."""
+    ids = sorted(test_ids)
+    return {c: ids[(i + 1) % len(ids)] for i, c in enumerate(ids)} if len(ids) > 1 else {}
+
+
+def _sample_submissions(shards: Path, subs: Path, test_ids: list[str], checkpoints: dict, seed: int) -> dict:
+    """{(mode, name): (kind, folder, note)} for the reconstruction and cross sets of the test clips."""
+    from refmodel.baselines import write_baseline
+    from refmodel.sample import load_generator, sample_videos
+
+    out = {("reconstruction", "ground-truth"):
+           ("ground-truth", _ground_truth_submission(shards, test_ids, subs / "ground-truth"), "")}
+    drivers = cross_drivers(test_ids)
+    for ckpt in checkpoints.values():
+        gen = load_generator(ckpt)
+        name = f"{gen.name}-tiny"
+        note = f"{gen.name} reference model, tiny config, {gen.step} steps"
+        sample_videos(ckpt, shards, subs / name, clip_ids=test_ids, seed=seed, generator=gen)
+        out[("reconstruction", name)] = ("model", subs / name, note)
+        for clip, driver in drivers.items():
+            sample_videos(ckpt, shards, subs / "cross" / name, clip_ids=[clip], audio_from=driver, seed=seed,
+                          generator=gen, progress=False)
+        if drivers:
+            out[("cross", name)] = ("model", subs / "cross" / name, note)
+    for name in ("copy-reference", "mean-fill"):
+        write_baseline(name, shards, subs / name, clip_ids=test_ids)
+        out[("reconstruction", name)] = ("baseline", subs / name, BASELINE_NOTES[name])
+        for clip, driver in drivers.items():
+            write_baseline(name, shards, subs / "cross" / name, clip_ids=[clip], audio_from=driver, progress=False)
+        if drivers:
+            out[("cross", name)] = ("baseline", subs / "cross" / name, BASELINE_NOTES[name])
+    if drivers:
+        out[("cross", "source-video")] = ("baseline", _source_video_submission(shards, drivers, subs / "cross" /
+                                                                               "source-video"),
+                                          BASELINE_NOTES["source-video"])
+    return out
+
+
+def _source_video_submission(prep_out: Path, drivers: dict[str, str], out_dir: Path) -> Path:
+    """Each clip's own video (decoded at 25 fps) with its driver's audio muxed, cut to the shorter."""
+    from prep import media
+    from prep.output import PrepOutput
+    from talkbase.timebase import SAMPLES_PER_FRAME
+
+    prep = PrepOutput.open(prep_out)
+    clips = {c.clip_id: c for c in prep.clips(clip_ids=sorted(set(drivers) | set(drivers.values())))}
+    for clip_id, driver in drivers.items():
+        own = media.decode_clip(prep.verified_source(clips[clip_id]))
+        other = media.decode_clip(prep.verified_source(clips[driver]))
+        n = min(own.num_frames, other.num_frames)
+        media.write_video(out_dir / f"{clip_id}.mp4", own.frames[:n], other.audio[:n * SAMPLES_PER_FRAME])
+    return out_dir

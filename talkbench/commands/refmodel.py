@@ -25,12 +25,16 @@ def _set_override(values: list[str]) -> dict:
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("train", help="train the reference diffusion model on shards",
-                              description="Train (or resume) the reference Diff2Lip-style model on a prep output.")
+    from refmodel.models import MODELS
+
+    p = subparsers.add_parser("train", help="train a reference model on shards",
+                              description="Train (or resume) a reference model on a prep output: "
+                                          + "; ".join(f"{m.name}: {m.description}" for m in MODELS.values()) + ".")
     p.add_argument("prep_out", metavar="PREP_OUT", help="prep output directory (manifest.json, clips/, frames/)")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory (checkpoint.pt, loss.jsonl)")
-    p.add_argument("--model", default="diff2lip", help="reference model (`refmodel.models.MODELS`; default diff2lip)")
-    p.add_argument("--config", default="tiny", help="tiny (64 px, CPU) or base (128 px, GPU)")
+    p.add_argument("--model", default="diff2lip", choices=sorted(MODELS),
+                   help="reference model (refmodel.models.MODELS; default diff2lip)")
+    p.add_argument("--config", default="tiny", help="tiny (64 px, 2 CPU cores, <= 20 min) or base (128 px, one GPU)")
     p.add_argument("--steps", type=int, default=None, help="total optimisation steps (default: the config's)")
     p.add_argument("--seed", type=int, default=0, help="seed of initialisation and data order (default 0)")
     g = p.add_mutually_exclusive_group()

@@ -19,3 +19,19 @@ def _one_thread():
 
     with one_thread():
         yield
+
+
+@pytest.fixture(scope="session")
+def synthetic_prep(tmp_path_factory):
+    """The real prep job on a small synthetic set (``talkbench.demo_data``: the mouth opening is a known
+    function of the audio): 2 speakers x 2 clips x 3 s, each speaker's second clip ``test``."""
+    from prep.config import PrepConfig
+    from prep.faces import FaceConfig
+    from prep.job import run_prep
+    from talkbench.demo_data import synthesize_dataset
+
+    root = tmp_path_factory.mktemp("synthetic")
+    synthesize_dataset(root / "videos", n_identities=2, clips_per_identity=2, seconds=3.0, seed=5, alt_fps=None)
+    run_prep(root / "videos" / "speakers.csv", root / "prep", PrepConfig(faces=FaceConfig(fit_3dmm=False)),
+             scheduler="inline", progress=False)
+    return root / "prep"
