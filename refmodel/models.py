@@ -22,6 +22,10 @@ class ReferenceModel:
 MODELS = {m.name: m for m in (
     ReferenceModel("diff2lip", "Diff2Lip-style inpainting diffusion (masked lower face, reference frame, mel window)",
                    "refmodel.train:train", "refmodel.sample:sample_videos", "talkbench.refmodel.diffusion"),
+    ReferenceModel("oneshot3dmm", "one photo + any audio: 3DMM expression split into lip / blink codes, audio -> lip "
+                   "(InfoNCE), transformer-VAE pose + blinks, conditional diffusion renderer",
+                   "refmodel.oneshot.train:train", "refmodel.oneshot.sample:sample_videos",
+                   "talkbench.refmodel.oneshot3dmm"),
 )}
 
 

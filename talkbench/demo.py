@@ -75,6 +75,7 @@ def run_demo(out, *, n_identities: int = 3, clips_per_identity: int = 2, seconds
     from refmodel.train import train
 
     from .demo_data import synthesize_dataset
+    from .demo_oneshot import run_oneshot_stage
 
     out = Path(out)
     if clean and out.exists():
@@ -125,6 +126,7 @@ def run_demo(out, *, n_identities: int = 3, clips_per_identity: int = 2, seconds
                  submission_meta={"name": name, "model": name, "kind": kind,
                                   "notes": "talkbench demo (synthetic data)"})
     timings["eval"] = time.perf_counter() - t
+    timings["oneshot"] = run_oneshot_stage(shards, out, test_ids, seed=seed, workers=workers, sync_expert=expert)
 
     t = _stage("leaderboard", 5)
     site = out / "site"
