@@ -62,7 +62,6 @@ def read_photo(path) -> np.ndarray:
 def photo_source(image, crop_size: int = 256) -> SourceFace:
     """The face of a photo (path or (H, W, 3) uint8 array) as a :class:`SourceFace`."""
     from prep.faces import FaceConfig, process_frames
-    from prep.output import decode_crop
 
     from .features import face_radius
 
@@ -74,7 +73,7 @@ def photo_source(image, crop_size: int = 256) -> SourceFace:
     if not r["face_found"] or r.get("mm_exp") is None:
         raise AnimateError("no face found in the photo (dlib HOG detector; a frontal face of at least ~80 px is needed)")
     lms = np.asarray(r["landmarks_src"], np.float64).reshape(68, 2)
-    return SourceFace(frame, decode_crop(r["crop"]), np.asarray(r["affine"], np.float64).reshape(2, 3), lms,
+    return SourceFace(frame, np.ascontiguousarray(r["crop"], np.uint8), np.asarray(r["affine"], np.float64).reshape(2, 3), lms,
                       np.asarray(r["mm_pose"], np.float64), np.asarray(r["mm_exp"], np.float32),
                       face_radius(lms[None], np.array([True])))
 

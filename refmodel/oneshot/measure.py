@@ -81,6 +81,23 @@ def correlation(a, b) -> float:
     return float(np.corrcoef(a[ok], b[ok])[0, 1])
 
 
+def correlation_interval(a, b, block: int = 25, n_boot: int = 2000, seed: int = 0, level: float = 0.95
+                         ) -> tuple[float, float]:
+    """Moving-block bootstrap interval of :func:`correlation` (blocks of ``block`` frames keep the frames'
+    autocorrelation; ``n_boot`` resamples from ``seed``)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    n = min(len(a), len(b))
+    if n < 2 * block:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    starts = rng.integers(0, n - block + 1, (n_boot, int(np.ceil(n / block))))
+    idx = (starts[..., None] + np.arange(block)).reshape(n_boot, -1)[:, :n]
+    rs = np.array([correlation(a[i], b[i]) for i in idx])
+    rs = rs[np.isfinite(rs)]
+    lo, hi = np.quantile(rs, [(1 - level) / 2, (1 + level) / 2]) if len(rs) else (np.nan, np.nan)
+    return float(lo), float(hi)
+
+
 def video_report(path, true_opening=None) -> dict:
     """Face fraction, per-frame mouth opening, blinks (and per 10 s), head motion of a video; with
     ``true_opening`` (per frame) also their correlation ``r_mouth``."""
@@ -95,7 +112,9 @@ def video_report(path, true_opening=None) -> dict:
            "blinks": blinks, "blinks_per_10s": 10.0 * len(blinks) / max(n / 25.0, 1e-9), **head_motion(lm)}
     if true_opening is not None:
         out["r_mouth"] = correlation(opening, true_opening)
+        out["r_mouth_95ci"] = list(correlation_interval(opening, true_opening))
     return out
 
 
-__all__ = ["video_landmarks", "count_blinks", "head_motion", "video_report", "correlation", "BLINK_REL_DROP"]
+__all__ = ["video_landmarks", "count_blinks", "head_motion", "video_report", "correlation", "correlation_interval",
+           "BLINK_REL_DROP"]
