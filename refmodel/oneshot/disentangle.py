@@ -129,7 +129,7 @@ def disentangling_report(model: ExpressionAE, series) -> dict:
     def r(a, b):
         return float(np.corrcoef(a, b)[0, 1]) if np.std(a) > 0 and np.std(b) > 0 else float("nan")
 
-    return {"frames": int(len(blink)), "r_blink_ear_drop": r(blink, t["blink"]),
+    return {"frames": len(blink), "r_blink_ear_drop": r(blink, t["blink"]),
             "r_mouth_gap": r(mouth[:, 0], t["mouth"][:, 0]),
             "max_abs_r_lip_blink": float(max(abs(r(lip[:, k], t["blink"])) for k in range(lip.shape[1])))}
 

@@ -76,8 +76,12 @@ class PairData:
             src.append(b)
             cond.append(make_condition(clip["lip"][t:t + 1], clip["blink"][t:t + 1], clip["lip"][s], clip["blink"][s],
                                        rel[None])[0])
-        to = lambda x: torch.from_numpy(np.ascontiguousarray(np.stack(x))).permute(0, 3, 1, 2).float().div(127.5).sub(1)  # noqa: E731
-        return {"target": to(tgt), "source": to(src), "cond": torch.from_numpy(np.stack(cond))}
+        return {"target": _images(tgt), "source": _images(src), "cond": torch.from_numpy(np.stack(cond))}
+
+
+def _images(crops: list) -> torch.Tensor:
+    """uint8 (S, S, 3) crops → float (N, 3, S, S) in [-1, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(np.stack(crops))).permute(0, 3, 1, 2).float().div(127.5).sub(1)
 
 
 def make_stage(series, lips, blinks, cfg: RenderConfig, lip_dim: int, key: dict, max_frames: int, device="cpu"):

@@ -58,6 +58,29 @@ def test_configs_round_trip_and_overrides():
     assert C.CONFIGS["base"].render.image_size > C.CONFIGS["tiny"].render.image_size
 
 
+@pytest.mark.parametrize("name", ["tiny", "base"])
+def test_every_part_of_each_config_builds_and_runs(name):
+    from refmodel.oneshot.disentangle import ExpressionAE
+    from refmodel.oneshot.lipsync import LipSync
+    from refmodel.oneshot.motion import MotionVAE, sample_sequence
+    from refmodel.oneshot.renderer import Renderer, ResidualDiffusion, cond_dim
+
+    cfg = C.get_config(name)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        lip, blink = ExpressionAE(cfg.ae).encode(torch.randn(3, 10))
+        assert lip.shape == (3, cfg.ae.lip_dim) and blink.shape == (3,)
+        ls = LipSync(cfg.lipsync, cfg.ae.lip_dim)
+        assert ls.audio_to_lip(torch.randn(2, 80, 16)).shape == (2, cfg.lipsync.window, cfg.ae.lip_dim)
+        assert ls.embed_audio(torch.randn(2, 80, 16)).norm(dim=-1).allclose(torch.ones(2))
+        seq = sample_sequence(MotionVAE(cfg.motion), cfg.motion.window + 7, seed=0)
+        assert seq.shape == (cfg.motion.window + 7, 7)
+        r, s = Renderer(cfg.render, cfg.ae.lip_dim), cfg.render.image_size
+        y = ResidualDiffusion(cfg.render).sample(r, torch.zeros(1, 3, s, s), torch.zeros(1, cond_dim(cfg.ae.lip_dim)),
+                                                 torch.randn(1, 3, s, s), steps=1)
+        assert y.shape == (1, 3, s, s) and torch.isfinite(y).all()
+
+
 def test_autoencoder_splits_lips_from_blinks(series, tmp_path):
     from refmodel.oneshot import disentangle
     from refmodel.oneshot.stages import run_stage

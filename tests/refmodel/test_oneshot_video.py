@@ -113,7 +113,7 @@ def test_animate_a_photo_with_any_audio(oneshot_run, oneshot_data, tmp_path):
 def test_animate_pose_from_a_real_clip(oneshot_run, oneshot_data, tmp_path):
     from refmodel.oneshot.animate import animate, clip_pose
 
-    photo, audio, wav = _photo_and_audio(oneshot_data, tmp_path, seconds=1.2)
+    photo, audio, _ = _photo_and_audio(oneshot_data, tmp_path, seconds=1.2)
     clip = oneshot_data[0] / "spk00" / "clip00.mp4"
     pose = clip_pose(clip, 40)
     assert pose.shape == (40, 6) and np.isfinite(pose).all() and pose[:, 2].std() > 0
