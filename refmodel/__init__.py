@@ -24,6 +24,10 @@ Modules (import what you need; nothing heavy is imported here):
 - ``refmodel.evaluate``      held-out PSNR / LMD / sync / mouth-opening correlation (true, shuffled and
   another clip's audio) against the baselines, with intervals: the acceptance measure
 - ``refmodel.testing``       small real shard sets for tests (real prep job on trimmed shared clips)
+- ``refmodel.models``        the reference models by name (``diff2lip``, ``oneshot3dmm``): train / sample
+  functions and the checkpoint ``kind`` ``talkbench sample`` dispatches on
+- ``refmodel.oneshot``       ``oneshot3dmm``: one photo + any audio → a talking video (3DMM lip / blink
+  codes, audio → lip, transformer-VAE pose + blinks, diffusion renderer; ``talkbench animate``)
 
 The ``talkbench train`` / ``talkbench sample`` commands are ``talkbench.commands.refmodel``.
 """

@@ -31,6 +31,10 @@ MODELS = {m.name: m for m in (
                    "then named attnwav2lip-msssim)",
                    "refmodel.attnwav2lip.train:train", "refmodel.sample:sample_videos",
                    "talkbench.refmodel.attnwav2lip", generator="refmodel.attnwav2lip.train:AttnWav2LipGenerator"),
+    ReferenceModel("oneshot3dmm", "one photo + any audio: 3DMM expression split into lip / blink codes, audio -> lip "
+                   "(InfoNCE), transformer-VAE pose + blinks, conditional diffusion renderer",
+                   "refmodel.oneshot.train:train", "refmodel.oneshot.sample:sample_videos",
+                   "talkbench.refmodel.oneshot3dmm"),
 )}
 
 

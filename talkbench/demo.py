@@ -95,6 +95,7 @@ def run_demo(out, *, n_identities: int = 3, clips_per_identity: int = 2, seconds
     from talkbase.fileio import atomic_write_text
 
     from .demo_data import synthesize_dataset
+    from .demo_oneshot import run_oneshot_stage
 
     out = Path(out)
     if clean and out.exists():
@@ -142,6 +143,9 @@ def run_demo(out, *, n_identities: int = 3, clips_per_identity: int = 2, seconds
                                   "notes": f"talkbench demo (synthetic data){'; ' + note if note else ''}"})
     timings["eval"] = time.perf_counter() - t
     cpu["eval"] = cpu_seconds() - c0 - sum(cpu.values())
+    timings["oneshot"] = run_oneshot_stage(shards, out, test_ids, seed=seed, workers=workers, sync_expert=expert,
+                                           benchmark_name="talkbench demo: synthetic speakers, test split")
+    cpu["oneshot"] = cpu_seconds() - c0 - sum(cpu.values())
 
     t = _stage("leaderboard", 5)
     site = out / "site"
@@ -155,7 +159,7 @@ def run_demo(out, *, n_identities: int = 3, clips_per_identity: int = 2, seconds
     cpu["card"] = cpu_seconds() - c0 - sum(cpu.values())
 
     where = {"site": str(site / "index.html"), "leaderboard_md": str(site / "leaderboard.md"),
-             "shards": str(shards), "card": str(card), "results": str(results), "submissions": str(subs),
+             "shards": str(shards), "card": str(card), "results": str(results), "submissions": str(out / "submissions"),
              "checkpoints": {k: str(v) for k, v in checkpoints.items()},
              "timings_s": {k: round(v, 1) for k, v in timings.items()},
              "cpu_s": {k: round(v, 1) for k, v in cpu.items()}, "total_cpu_s": round(cpu_seconds() - c0, 1)}

@@ -13,6 +13,8 @@ a head-and-shoulders frame and animated:
   jaw and lower lip by the drive (upper lip rises slightly, corners come in), the cavity between the inner
   lips is painted (dark mouth, upper teeth), and a slow head motion (rotation, translation, scale) is
   applied to the head region only, fading out towards the background.
+* **Blinks** (:mod:`talkbench.demo_blinks`): the eyelids close on a random schedule known per clip
+  (~17 blinks a minute, 0.2-0.36 s each), recorded frame by frame in ``synthesis.json``.
 
 :func:`synthesize_dataset` writes ``OUT/<speaker>/<clip>.mp4`` (H.264 + AAC via ``prep.media.write_video``),
 ``OUT/speakers.csv`` (path, split, speaker) and ``OUT/synthesis.json`` (provenance and parameters).
@@ -30,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .demo_blinks import BlinkSchedule, close_eyes
+from .demo_blinks import catmull_rom as _catmull_rom
 from .demo_speech import (FPS, OPEN_FLOOR_DB, OPEN_TOP_DB, SAMPLE_RATE, mouth_openness,  # noqa: F401 (public API)
                           synthesize_speech)
 
@@ -223,9 +227,10 @@ class MouthAnimator:
         c = np.asarray(centre, float)
         return np.hstack([rot, (c + np.asarray(shift, float) - rot @ c)[:, None]])
 
-    def render(self, openness: float, head=(0.0, 1.0, (0.0, 0.0)), camera=(0.0, 1.0, (0.0, 0.0))) -> np.ndarray:
-        """One RGB frame: mouth opened by ``openness`` in [0, 1]; ``head``/``camera`` = (degrees, scale,
-        (dx, dy) px) similarities about the head centre / the frame centre."""
+    def render(self, openness: float, head=(0.0, 1.0, (0.0, 0.0)), camera=(0.0, 1.0, (0.0, 0.0)),
+               blink: float = 0.0) -> np.ndarray:
+        """One RGB frame: mouth opened by ``openness`` in [0, 1], eyelids closed by ``blink`` in [0, 1];
+        ``head``/``camera`` = (degrees, scale, (dx, dy) px) similarities about the head / frame centre."""
         import cv2
 
         size = self.still.image.shape[0]
@@ -246,7 +251,8 @@ class MouthAnimator:
             for _ in range(3):  # x = p - o * D(x): fixed point of the inverse jaw-drop warp
                 d = cv2.remap(self.field, sx, sy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
                 sx, sy = px - o * d[..., 0], py - o * d[..., 1]
-        frame = cv2.remap(self.still.image, sx, sy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+        still = close_eyes(self.still.image, self.still.landmarks, blink)
+        frame = cv2.remap(still, sx, sy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
         if o > 0:
             lips = self.still.landmarks[_INNER_LIPS] + o * self.lip_displacement
             lips = lips @ h[:, :2].T + h[:, 2]
@@ -300,19 +306,6 @@ class MouthAnimator:
         out = frame.copy()
         out[y0:y1, x0:x1] = np.clip(patch + 0.5, 0, 255).astype(np.uint8)
         return out
-
-
-def _catmull_rom(points: np.ndarray, per_segment: int = 6) -> np.ndarray:
-    """Smooth open curve through ``points`` (n, 2), end points kept (mouth corners stay sharp)."""
-    p = np.concatenate([points[:1], points, points[-1:]])
-    u = np.linspace(0.0, 1.0, per_segment, endpoint=False)[:, None]
-    out = []
-    for i in range(1, len(p) - 2):
-        p0, p1, p2, p3 = p[i - 1], p[i], p[i + 1], p[i + 2]
-        out.append(0.5 * ((2 * p1) + (-p0 + p2) * u + (2 * p0 - 5 * p1 + 4 * p2 - p3) * u ** 2
-                          + (-p0 + 3 * p1 - 3 * p2 + p3) * u ** 3))
-    out.append(points[-1:])
-    return np.concatenate(out)
 
 
 # ------------------------------------------------------------------------------------------ identities
@@ -430,11 +423,13 @@ class _Motion:
 
 
 def render_clip(animator: MouthAnimator, audio: np.ndarray, fps: float, motion: _Motion,
-                sample_rate: int = SAMPLE_RATE):
-    """Yield the frames of one clip: mouth driven by :func:`mouth_openness` of ``audio`` at ``fps``."""
+                sample_rate: int = SAMPLE_RATE, blinks: BlinkSchedule | None = None):
+    """Yield the frames of one clip: mouth driven by :func:`mouth_openness` of ``audio`` at ``fps``,
+    eyelids by ``blinks``."""
     size = animator.still.image.shape[0]
     for i, o in enumerate(mouth_openness(audio, fps, sample_rate)):
-        yield animator.render(float(o), head=motion.head(i / fps, size), camera=motion.camera)
+        yield animator.render(float(o), head=motion.head(i / fps, size), camera=motion.camera,
+                              blink=blinks.closure(i / fps) if blinks else 0.0)
 
 
 def synthesize_dataset(out_dir, n_identities: int = 3, clips_per_identity: int = 2, seconds: float = 4.0,
@@ -465,16 +460,18 @@ def synthesize_dataset(out_dir, n_identities: int = 3, clips_per_identity: int =
             rng = np.random.default_rng(np.random.SeedSequence([int(seed), i, j]))
             audio_seed = int(rng.integers(2 ** 31))
             motion = _Motion.random(rng, size)
+            blinks = BlinkSchedule.random(rng, seconds)  # drawn after the audio seed and motion: both unchanged
             clip_fps = float(alt_fps) if (i, j) == alt_clip else float(fps)
             audio = synthesize_speech(seconds, audio_seed)
             rel = f"{speaker}/clip{j:02d}.mp4"
-            write_video(out_dir / rel, render_clip(animator, audio, clip_fps, motion), audio, fps=clip_fps)
+            write_video(out_dir / rel, render_clip(animator, audio, clip_fps, motion, blinks=blinks), audio,
+                        fps=clip_fps)
             test = (j == clips_per_identity - 1) if clips_per_identity >= 2 else (i == n_identities - 1 > 0)
             split = "test" if test else "train"
             rows.append((rel, split, speaker))
             clips.append({"path": rel, "speaker": speaker, "split": split, "fps": clip_fps,
                           "num_frames": math.ceil(seconds * clip_fps - 1e-4), "seconds": seconds,
-                          "audio_seed": audio_seed,
+                          "audio_seed": audio_seed, "blinks": blinks.to_dict(seconds),
                           "camera_zoom": motion.camera[1], "camera_shift_px": list(motion.camera[2])})
             paths.append(out_dir / rel)
             log.info("demo data: wrote %s (%s, %.0f fps)", rel, split, clip_fps)
@@ -491,6 +488,7 @@ def synthesize_dataset(out_dir, n_identities: int = 3, clips_per_identity: int =
         "clips": clips,
         "mouth_drive": "talkbench.demo_data.mouth_openness(audio, fps): 150-3500 Hz loudness, "
                        f"{OPEN_FLOOR_DB:g}..{OPEN_TOP_DB:g} dBFS -> 0..1",
+        "blink_model": "talkbench.demo_blinks.BlinkSchedule: closure(t) per clip (blinks.closure_25fps)",
     }
     (out_dir / "synthesis.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return paths

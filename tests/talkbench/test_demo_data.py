@@ -47,21 +47,32 @@ def measured(dataset):
         clip = decode_clip(path)
         drive = dd.mouth_openness(clip.audio)
         closed = int(np.argmin(drive))
-        gaps, embedding = [], None
+        gaps, ears, embedding = [], [], None
         for i, frame in enumerate(clip.frames):
             boxes = detector(frame, 0)  # no upsampling: faces are ~110 px in 256 px frames
             if not boxes:
                 gaps.append(np.nan)
+                ears.append(np.nan)
                 continue
             shape = predictor(frame, max(boxes, key=lambda b: b.area()))
             lm = np.array([(p.x, p.y) for p in shape.parts()], float)
             interocular = np.linalg.norm(lm[42:48].mean(0) - lm[36:42].mean(0))
             gaps.append(np.linalg.norm(lm[66] - lm[62]) / interocular)
+            ears.append(_ear(lm))
             if i == closed:
                 embedding = np.array(rec.compute_face_descriptor(frame, shape, 0))
         result[path.relative_to(out_dir).as_posix()] = dict(clip=clip, drive=drive, gaps=np.array(gaps),
-                                                           embedding=embedding)
+                                                           ears=np.array(ears), embedding=embedding)
     return result
+
+
+def _ear(lm: np.ndarray) -> float:
+    """Eye aspect ratio (Soukupova & Cech), mean of both eyes."""
+    out = []
+    for s in (36, 42):
+        e = lm[s:s + 6]
+        out.append((np.linalg.norm(e[1] - e[5]) + np.linalg.norm(e[2] - e[4])) / (2 * np.linalg.norm(e[0] - e[3])))
+    return float(np.mean(out))
 
 
 def _lagged_r(gaps: np.ndarray, drive: np.ndarray, lag: int) -> float:
@@ -213,3 +224,35 @@ def test_contact_sheet(measured, artifact_dir):
         closed = m["clip"].frames[int(np.argmin(m["drive"]))].astype(float)
         opened = m["clip"].frames[int(np.argmax(m["drive"]))].astype(float)
         assert np.abs(opened - closed).mean() > 1.0
+
+
+def test_blink_schedule_is_random_known_and_deterministic():
+    from talkbench.demo_blinks import MIN_INTERVAL_S, BlinkSchedule
+
+    a = BlinkSchedule.random(np.random.default_rng(1), 60.0)
+    assert a == BlinkSchedule.random(np.random.default_rng(1), 60.0)
+    assert a != BlinkSchedule.random(np.random.default_rng(2), 60.0)
+    assert 8 <= len(a.onsets) <= 30  # ~17 a minute
+    assert np.all(np.diff(a.onsets) >= MIN_INTERVAL_S)
+    c = a.per_frame(1500, 25.0)
+    assert c.min() == 0.0 and c.max() == 1.0 and (c > 0).mean() < 0.2
+    # one closing-opening bump per blink (the last one may run past the end), nothing between blinks
+    rises = int(np.sum((c[1:] > 0.5) & (c[:-1] <= 0.5)))
+    assert rises in (len(a.onsets), len(a.onsets) - 1), (rises, len(a.onsets))
+
+
+def test_eyelids_close_on_the_recorded_schedule(dataset, measured):
+    out_dir, _, _ = dataset
+    meta = json.loads((out_dir / "synthesis.json").read_text())
+    assert "blink_model" in meta
+    for c in meta["clips"]:
+        closure = np.asarray(c["blinks"]["closure_25fps"])
+        assert len(closure) == 100  # 4 s at 25 fps, whatever rate the clip was written at
+        assert closure.max() > 0.9, c["path"]  # every 4 s clip blinks (first onset at most 2.5 s)
+        ears = measured[c["path"]]["ears"]
+        ok = ~np.isnan(ears)
+        r = float(np.corrcoef(ears[ok], closure[:len(ears)][ok])[0, 1])
+        # measured: -0.97..-0.99 (astronaut and its look-alike), -0.58..-0.75 (Grace Hopper: glasses)
+        assert r < (-0.4 if c["speaker"] == "spk01" else -0.85), (c["path"], r)
+        shut = np.nanmean(ears[closure[:len(ears)] > 0.9])
+        assert shut < 0.9 * np.nanmedian(ears), (c["path"], shut, np.nanmedian(ears))
