@@ -328,8 +328,13 @@ INCOMPLETE = ("incomplete: not every reference clip of the benchmark was scored.
               "ranked, so leaving out hard clips never pays; what each row is missing is listed below")
 
 
-def benchmark_clip_count(subs: list[Submission]) -> int | None:
-    """How many reference clips the benchmark has: the ground truth's count, else the largest any file reports."""
+def benchmark_clip_count(subs: list[Submission], mode: str | None = None) -> int | None:
+    """How many reference clips the benchmark has: the ground truth's count, else the largest any file reports.
+    Reference-free (the file set is the benchmark, and a broken file is broken for everyone): the most
+    videos any submission of the set scored."""
+    if mode == "reference-free":
+        scored = [s.n_scored for s in subs if s.n_scored is not None]
+        return max(scored) if scored else None
     gt = {s.n_expected for s in subs if s.kind == "ground-truth" and s.n_expected is not None}
     if len(gt) == 1:
         return gt.pop()
@@ -341,7 +346,7 @@ def missing_clips(sub: Submission, expected: int | None) -> str | None:
     """None when ``sub`` scored every clip of the benchmark; else what it is missing, in words."""
     if sub.n_scored is None or sub.n_expected is None:
         return "the results file does not say how many clips were scored"
-    want = max(expected or 0, sub.n_expected)
+    want = expected if sub.mode == "reference-free" and expected is not None else max(expected or 0, sub.n_expected)
     if sub.n_scored >= want:
         return None
     parts = [f"{sub.n_scored} of {want} clips scored"]
@@ -395,7 +400,7 @@ def build_benchmarks(collection: Collection) -> list[Benchmark]:
             all_names = Counter(s.benchmark_name for s in collection.submissions
                                 if s.reference_shards_sha256 == sha and s.benchmark_name)
             name = min(all_names, key=lambda n: (-all_names[n], n)) if all_names else ""
-        expected = benchmark_clip_count(in_protocol or subs)
+        expected = benchmark_clip_count(in_protocol or subs, mode)
         ranked, mismatched = [], {}
         for s in sorted(subs, key=lambda s: s.path):
             key, reason = mismatch(s, protocol, weights, by_key)

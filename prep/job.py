@@ -415,8 +415,8 @@ def _run_locked(items, out: Path, cfg: PrepConfig, t0: float, skipped_files, *, 
     if todo:
         executor = Executor(scheduler, n_workers, threads_per_worker, memory_limit, n_tasks=len(todo),
                             dashboard=dashboard_address, **({"host": host} if host else {}))
-        if executor.client is not None:  # every worker loads its models while the first tasks are queued
-            executor.client.run(warm_process, cfg.faces.backend, cfg.faces.detector, wait=False)
+        if executor.client is not None:  # every worker loads its models (in a thread) while tasks are queued
+            executor.client.run(warm_process, cfg.faces.backend, cfg.faces.detector)
         if executor.dashboard_link and bar is not None:
             bar.write(f"Dask dashboard: {executor.dashboard_link}", file=sys.stderr)
         try:

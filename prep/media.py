@@ -300,10 +300,10 @@ def iter_planar(path, fps: float = FPS, chunk_size: int = 16, start: int = 0,
     """:func:`iter_frames`' frames, unconverted: ``chunk.frames`` is a list of :class:`prep.frames.Frame`
     (8-bit 4:2:0 sources stay YUV and convert only the regions read, bit for bit as the whole frame would
     be; others are the RGB array). Same frames, same chunks (tested frame for frame)."""
-    from .frames import from_av
+    from .frames import ArrayFrame, from_av
 
     def convert(frame, rotation):  # a rotated source is turned as RGB (its planes would need turning too)
-        return rgb_array(frame, rotation) if rotation else from_av(frame)
+        return ArrayFrame(rgb_array(frame, rotation)) if rotation else from_av(frame)
 
     return _iter_converted(path, fps, chunk_size, start, stop, convert, list)
 

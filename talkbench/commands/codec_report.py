@@ -13,7 +13,7 @@ def register(subparsers) -> None:
                     "set as a ground-truth submission (DIR/<variant>/results.json, listed by the leaderboard as "
                     "ground-truth rows) and print how much each metric moves from the codec alone.")
     p.add_argument("reference", metavar="PREP_OUT", help="talkbench prep output directory")
-    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--out", required=True, metavar="DIR", help="where each variant's videos and results.json go")
     p.add_argument("--variants", default=None, metavar="NAMES",
                    help="comma-separated subset of h264-crf18-aac, h264-crf23-aac, h264-crf28-aac, "
                         "h264-crf18-alac, hevc-crf28-aac (default: all that PyAV's FFmpeg can encode)")

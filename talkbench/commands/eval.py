@@ -23,9 +23,9 @@ def register(subparsers) -> None:
                                                         "--reference)")
     p.add_argument("--out", metavar="RESULTS_DIR", help="where results.json goes")
     p.add_argument("--mode", choices=["reconstruction", "cross", "reference-free"], default=None,
-                   help="reconstruction (default with --reference): same audio as the reference (all metrics); "
-                        "cross: other audio (no frame-by-frame metrics); reference-free (default without "
-                        "--reference): the videos alone (LSE, sync, sharpness, motion statistics)")
+                   help="the default follows --reference: reconstruction with it (same audio as the reference, "
+                        "all metrics), reference-free without it (the videos alone: LSE, sync, sharpness, motion "
+                        "statistics); cross: other audio than the reference (no frame-by-frame metrics)")
     p.add_argument("--pairs", default=None, metavar="FILE",
                    help="cross mode: which clip's audio drives which clip's video, Wav2Lip's test_filelists format "
                         "('AUDIO_CLIP VIDEO_CLIP' per line) or a CSV with video,audio columns; each submission's "

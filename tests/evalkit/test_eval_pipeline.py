@@ -118,7 +118,7 @@ def test_results_follow_the_contract(env, runs):
     r = load_results(env["root"] / "res" / "gt" / "results.json").doc
     assert r == json.loads(json.dumps(runs["gt"]))
     assert r["benchmark"]["reference_shards_sha256"] == reference_shards_sha256(env["ref"])
-    assert r["benchmark"]["name"] == "ref" and r["benchmark"]["protocol_version"] == "evalkit-2.0"
+    assert r["benchmark"]["name"] == f"{env['root'].name}/ref" and r["benchmark"]["protocol_version"] == "evalkit-2.0"
     assert r["submission"]["kind"] == "ground-truth" and r["submission"]["mode"] == "reconstruction"
     assert r["n_videos"] == {"expected": 2, "scored": 2, "skipped": 0, "extra": 0, "resampled": 0,
                              "skip_codes": {}}

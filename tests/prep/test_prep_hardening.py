@@ -47,7 +47,7 @@ def _failures(out):
 # ---------------------------------------------------------------- 16.1: transient faults are retried
 
 def test_disk_full_is_not_committed_and_a_rerun_processes_every_clip(three_clips, tmp_path, monkeypatch):
-    import prep.pipeline as pipeline
+    import prep.finalize as pipeline  # where a shot's frames are written
 
     real = pipeline.write_tables_atomic
 
