@@ -18,8 +18,8 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the sampled pose / blink sequence (and the noise)")
     p.add_argument("--pose-from", default=None, metavar="CLIP", help="drive the head pose from this video's face")
     p.add_argument("--steps", type=int, default=None, help="DDIM steps of the renderer (default: the checkpoint's)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--device", default="auto", help="where the models run: auto (cuda when present), cpu, cuda")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_animate)
 
 

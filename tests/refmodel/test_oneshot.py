@@ -239,7 +239,7 @@ def test_renderer_fits_a_batch(series):
     gen = torch.Generator().manual_seed(0)
     t, noise = diff.sample_t(4, gen), torch.randn(b["target"].shape, generator=gen)
     losses = []
-    for _ in range(25):
+    for _ in range(50):
         terms = diff.training_terms(model, b["target"], b["source"], b["cond"], t, noise)
         loss = terms["mse"] + terms["l1"]
         opt.zero_grad()
