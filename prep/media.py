@@ -19,7 +19,8 @@ frames, H.264 and HEVC; ``tests/prep/test_decord_backend.py`` checks it), but sl
 every clip. Against this module as it runs (automatic codec and swscale threads) decord is 1.5-2.0x in wall
 time on the 480p H.264 clips (1.0-1.1x per CPU second) and 0.84-0.91x on the 1080x1920 HEVC ones; the H.264
 gain is PyAV's threaded RGB conversion waiting for a busy core (``to_ndarray`` defaults to automatic swscale
-threads), not decord's decoding: single-threaded PyAV beats threaded decord on every clip.
+threads), not decord's decoding: single-threaded PyAV beats threaded decord on every clip. So the RGB
+conversion here runs on one swscale thread (:func:`rgb_array`; the same pixels, checked on the shared clips).
 """
 from __future__ import annotations
 
@@ -233,7 +234,7 @@ def _show_until(img, until: float, i: int, stop, fps: float, buf: list, buf_star
 def rgb_array(frame, rotation: int = 0) -> np.ndarray:
     """A decoded frame as (H, W, 3) uint8 RGB (FFmpeg's conversion: the frames every reader sees), turned by
     its display ``rotation`` (counter-clockwise degrees)."""
-    img = frame.to_ndarray(format="rgb24")
+    img = frame.to_ndarray(format="rgb24", threads=1)  # swscale's own threads only wait for a core under load
     return np.ascontiguousarray(np.rot90(img, rotation // 90)) if rotation else img
 
 
