@@ -95,9 +95,9 @@ class ShotDetector:
         from scenedetect.detectors import ContentDetector
 
         try:
-            from scenedetect.scene_detector import FlashFilter  # 0.6
-        except ImportError:  # pragma: no cover - 0.7
-            from scenedetect.detector import FlashFilter
+            from scenedetect.detector import FlashFilter  # 0.7 (scenedetect-headless, the dependency)
+        except ImportError:  # pragma: no cover - 0.6
+            from scenedetect.scene_detector import FlashFilter
         self.config = config
         # min_scene_len 0 disables the flash filter: raw cuts; suppress_cuts applies it over the whole source
         self._detector = ContentDetector(threshold=config.threshold, min_scene_len=0,
