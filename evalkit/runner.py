@@ -138,8 +138,22 @@ def plan_weights(specs, config: EvalConfig, paths: WeightPaths, named_metrics) -
         why = [unusable[w] for w in spec.weights(config) if w in unusable]
         if why:
             skipped_metric[spec.name] = why[0]
-            log.warning("%s skipped: %s", spec.name, why[0])
+    _warn_skipped(skipped_metric)
     return weights, skipped_metric
+
+
+_WARNED: set[str] = set()  # reasons already shown in this process (a demo or a sweep evaluates many times)
+
+
+def _warn_skipped(skipped_metric: dict[str, str]) -> None:
+    """One warning per distinct reason, naming every metric it skips; a reason already shown is logged at INFO
+    (results.json records it every time)."""
+    by_reason: dict[str, list[str]] = {}
+    for name, why in skipped_metric.items():
+        by_reason.setdefault(why, []).append(name)
+    for why, names in by_reason.items():
+        (log.info if why in _WARNED else log.warning)("%s skipped: %s", ", ".join(names), why)
+        _WARNED.add(why)
 
 
 def score_all(executor, fn, tasks, progress: bool, desc: str = "eval") -> list[VideoScore]:
