@@ -168,18 +168,25 @@ CONFIGS: dict[str, TrainConfig] = {
 }
 
 
-def get_config(config: "str | TrainConfig | dict", overrides: dict | None = None) -> TrainConfig:
-    """A named config (``tiny``/``base``), a config object or a stored dict, with optional overrides."""
-    if isinstance(config, TrainConfig):
+def named_config(config, cls, configs: dict, from_stored, overrides: dict | None = None):
+    """``config`` as a ``cls``: a name in ``configs`` (``tiny``/``base``), a ``cls`` object, or a stored dict
+    (rebuilt by ``from_stored``), with optional overrides (the config's own ``with_overrides``, else
+    :func:`apply_overrides`). Every model's ``get_config`` is this with its own classes."""
+    if isinstance(config, cls):
         cfg = config
     elif isinstance(config, dict):
-        cfg = from_dict(config)
-    elif config in CONFIGS:
-        cfg = CONFIGS[config]
+        cfg = from_stored(config)
+    elif config in configs:
+        cfg = configs[config]
     else:
-        raise ValueError(f"unknown config {config!r}; choose one of {sorted(CONFIGS)}")
-    return cfg.with_overrides(overrides)
+        raise ValueError(f"unknown config {config!r}; choose one of {sorted(configs)}")
+    return cfg.with_overrides(overrides) if hasattr(cfg, "with_overrides") else apply_overrides(cfg, overrides)
+
+
+def get_config(config: "str | TrainConfig | dict", overrides: dict | None = None) -> TrainConfig:
+    """A named config (``tiny``/``base``), a config object or a stored dict, with optional overrides."""
+    return named_config(config, TrainConfig, CONFIGS, from_dict, overrides)
 
 
 __all__ = ["ModelConfig", "DiffusionConfig", "SyncConfig", "TrainConfig", "CONFIGS", "get_config", "from_dict",
-           "apply_overrides", "dataclass_from_dict"]
+           "apply_overrides", "dataclass_from_dict", "named_config"]

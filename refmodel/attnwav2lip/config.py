@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from ..config import SyncConfig, apply_overrides, dataclass_from_dict
+from ..config import SyncConfig, apply_overrides, dataclass_from_dict, named_config
 
 PERCEPTUAL = ("auto", "lpips", "msssim")
 
@@ -79,15 +79,8 @@ CONFIGS: dict[str, W2LConfig] = {
 
 def get_config(config, overrides: dict | None = None) -> W2LConfig:
     """A named config (``tiny``/``base``), a config object or a stored dict, with optional overrides."""
-    if isinstance(config, W2LConfig):
-        cfg = config
-    elif isinstance(config, dict):
-        cfg = dataclass_from_dict(W2LConfig, config, {"model": W2LModelConfig, "sync": SyncConfig})
-    elif config in CONFIGS:
-        cfg = CONFIGS[config]
-    else:
-        raise ValueError(f"unknown config {config!r}; choose one of {sorted(CONFIGS)}")
-    return apply_overrides(cfg, overrides)
+    return named_config(config, W2LConfig, CONFIGS, lambda d: dataclass_from_dict(
+        W2LConfig, d, {"model": W2LModelConfig, "sync": SyncConfig}), overrides)
 
 
 __all__ = ["W2LModelConfig", "W2LConfig", "CONFIGS", "get_config", "PERCEPTUAL"]

@@ -149,15 +149,9 @@ CONFIGS: dict[str, OneShotConfig] = {
 
 def get_config(config: "str | OneShotConfig | dict", overrides: dict | None = None) -> OneShotConfig:
     """A named config (``tiny``/``base``), a config object or a stored dict, with optional overrides."""
-    if isinstance(config, OneShotConfig):
-        cfg = config
-    elif isinstance(config, dict):
-        cfg = from_dict(config)
-    elif config in CONFIGS:
-        cfg = CONFIGS[config]
-    else:
-        raise ValueError(f"unknown config {config!r}; choose one of {sorted(CONFIGS)}")
-    return cfg.with_overrides(overrides)
+    from ..config import named_config
+
+    return named_config(config, OneShotConfig, CONFIGS, from_dict, overrides)
 
 
 __all__ = ["AEConfig", "LipSyncConfig", "MotionConfig", "RenderConfig", "OneShotConfig", "CONFIGS",
