@@ -151,7 +151,7 @@ class SyncExpertQA:
         from prep.audio import mel_window, melspectrogram
         from prep.syncqa import SyncMeasure
 
-        from .nets.sync_expert import _resize_crops
+        from .nets.sync_expert import _resize_crops, per_offset_similarity
 
         scorer = _expert(self.path, self.device)
         T = len(crops)
@@ -164,13 +164,7 @@ class SyncExpertQA:
         frames = sorted({f + d for f in starts for d in range(-vshift, vshift + 1)
                          if 0 <= f + d < T and mel_window(mel, f + d) is not None})
         a = scorer.embed_audio(np.stack([mel_window(mel, g) for g in frames]))
-        row = {g: i for i, g in enumerate(frames)}
-        per = {}
-        for d in range(-vshift, vshift + 1):
-            pairs = [(i, row[f + d]) for i, f in enumerate(starts) if (f + d) in row]
-            if pairs:
-                i, j = map(list, zip(*pairs))
-                per[d] = float((v[i] * a[j]).sum(-1).mean())
+        per = per_offset_similarity(v, starts, a, frames, vshift)
         sims = np.array(list(per.values()))
         best = max(per, key=per.get)
         # the expert's d: mouth at f matches audio at f + d; SyncNet's offset is the opposite sign

@@ -208,18 +208,26 @@ class SyncScorer:
         v = self.embed_mouth(np.stack([crops[f:f + W] for f in starts]))
         audio_frames = [g for g in range(T) if mel_window(mel, g) is not None]
         a = self.embed_audio(np.stack([mel_window(mel, g) for g in audio_frames]))
-        row = {g: i for i, g in enumerate(audio_frames)}
-        per = {}
-        for d in range(-D, D + 1):
-            pairs = [(i, row[f + d]) for i, f in enumerate(starts) if (f + d) in row]
-            if pairs:
-                i, j = map(list, zip(*pairs))
-                per[d] = float((v[i] * a[j]).sum(-1).mean())
+        per = per_offset_similarity(v, starts, a, audio_frames, D)
         sims = np.array(list(per.values()))
         best = max(per, key=per.get)
         return {"offset": int(best), "confidence": float(sims.max() - np.median(sims)),
                 "score": per.get(0, float("nan")), "best_score": per[best], "per_offset": per,
                 "num_windows": len(starts)}
+
+
+def per_offset_similarity(v: np.ndarray, starts, a: np.ndarray, audio_frames, max_offset: int) -> dict[int, float]:
+    """``{d: mean cosine}`` of each mouth-window embedding ``v[i]`` (window starting at frame ``starts[i]``) with
+    the audio embedding of frame ``starts[i] + d`` (``a[k]`` is frame ``audio_frames[k]``), for every offset
+    ``d`` in ``[-max_offset, max_offset]`` that has such pairs."""
+    row = {g: i for i, g in enumerate(audio_frames)}
+    per = {}
+    for d in range(-max_offset, max_offset + 1):
+        pairs = [(i, row[f + d]) for i, f in enumerate(starts) if (f + d) in row]
+        if pairs:
+            i, j = map(list, zip(*pairs))
+            per[d] = float((v[i] * a[j]).sum(-1).mean())
+    return per
 
 
 def _resize_crops(crops: np.ndarray, size: int) -> np.ndarray:
@@ -293,4 +301,4 @@ def load_sync_expert(path, device: str = "cpu") -> SyncScorer:
 
 
 __all__ = ["ExpertArch", "SyncExpert", "SyncScorer", "LipEncoder", "MelEncoder", "prepare_mouth",
-           "save_sync_expert", "load_sync_expert", "KIND", "CHECKPOINT"]
+           "save_sync_expert", "load_sync_expert", "per_offset_similarity", "KIND", "CHECKPOINT"]
