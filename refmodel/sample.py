@@ -85,21 +85,15 @@ class Diff2LipGenerator:
 
     def __init__(self, checkpoint, device: str = "auto", steps: int | None = None, guidance: float | None = None):
         from .diffusion import MaskedDiffusion
-        from .train import SYNC_EXPERT, load_model, pick_device
+        from .train import load_model, pick_device
+        from .training import bind_checkpoint
 
         self.device = pick_device(device)
         self.model, self.cfg, ckpt = load_model(checkpoint, self.device)
         self.diffusion = MaskedDiffusion(self.cfg.diffusion)
         self.steps = steps or self.cfg.diffusion.sample_steps
         self.guidance = self.cfg.diffusion.guidance if guidance is None else float(guidance)
-        self.image_size = self.cfg.model.image_size
-        self.min_ref_gap = self.cfg.min_ref_gap
-        self.holdout_fraction = self.cfg.holdout_fraction
-        self.step = int(ckpt["step"])
-        self.config = self.cfg.to_dict()
-        path = Path(checkpoint)
-        self.run_dir = path if path.is_dir() else path.parent
-        self.sync_expert = self.run_dir / (ckpt.get("sync_expert") or SYNC_EXPERT)
+        bind_checkpoint(self, checkpoint, self.cfg, ckpt)
         self.settings = {"ddim_steps": self.steps, "guidance": self.guidance}
 
     def generate(self, crops: np.ndarray, references: np.ndarray, mels: np.ndarray, seed: int = 0,

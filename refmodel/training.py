@@ -283,5 +283,19 @@ def run_training(recipe: Recipe, prep_out, run_dir, config="tiny", steps: int | 
     return ckpt_path
 
 
-__all__ = ["Recipe", "run_training", "prepare_batch", "step_generator", "pick_device", "save_checkpoint",
+def bind_checkpoint(gen, checkpoint, cfg, ckpt: dict) -> None:
+    """Set what every crop generator (``refmodel.sample``) exposes of its checkpoint: crop size, reference gap,
+    held-out fraction, training step, config dict, run directory and the sync expert trained beside it."""
+    gen.image_size = cfg.model.image_size
+    gen.min_ref_gap = cfg.min_ref_gap
+    gen.holdout_fraction = cfg.holdout_fraction
+    gen.step = int(ckpt["step"])
+    gen.config = cfg.to_dict()
+    path = Path(checkpoint)
+    gen.run_dir = path if path.is_dir() else path.parent
+    gen.sync_expert = gen.run_dir / (ckpt.get("sync_expert") or SYNC_EXPERT)
+
+
+__all__ = ["bind_checkpoint",
+           "Recipe", "run_training", "prepare_batch", "step_generator", "pick_device", "save_checkpoint",
            "load_checkpoint", "load_state", "read_loss_log", "CHECKPOINT", "LOSS_LOG", "SYNC_EXPERT"]

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ..diffusion import mouth_mask, to_model_range, to_uint8
-from ..training import SYNC_EXPERT, Recipe, load_checkpoint, load_state, pick_device, run_training
+from ..training import Recipe, bind_checkpoint, load_checkpoint, load_state, pick_device, run_training
 from .config import W2LConfig, get_config
 from .losses import load_lpips, ms_ssim, perceptual_name, resolve_perceptual
 from .net import AttnWav2Lip
@@ -103,14 +103,7 @@ class AttnWav2LipGenerator:
         self.device = pick_device(device)
         self.model, self.cfg, ckpt = load_model(checkpoint, self.device)
         self.name = ckpt.get("model_name") or perceptual_name(self.cfg.perceptual)
-        self.image_size = self.cfg.model.image_size
-        self.min_ref_gap = self.cfg.min_ref_gap
-        self.holdout_fraction = self.cfg.holdout_fraction
-        self.step = int(ckpt["step"])
-        self.config = self.cfg.to_dict()
-        path = Path(checkpoint)
-        self.run_dir = path if path.is_dir() else path.parent
-        self.sync_expert = self.run_dir / (ckpt.get("sync_expert") or SYNC_EXPERT)
+        bind_checkpoint(self, checkpoint, self.cfg, ckpt)
         self.settings = {"perceptual": self.cfg.perceptual}
 
     def generate(self, crops: np.ndarray, references: np.ndarray, mels: np.ndarray, seed: int = 0,
