@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from talkbase.fileio import atomic_write_bytes
+from talkbase.threads import keep_freed_memory
 
 from .diffusion import mouth_mask, to_model_range
 
@@ -182,6 +183,7 @@ def run_training(recipe: Recipe, prep_out, run_dir, config="tiny", steps: int | 
 
     cfg = recipe.get_config(config, overrides)
     steps = cfg.steps if steps is None else int(steps)
+    keep_freed_memory()  # every step frees and re-allocates the same activations
     run_dir = Path(run_dir)
     rank, world, device = _dist_setup(cfg.device)
     if rank == 0:
@@ -189,7 +191,9 @@ def run_training(recipe: Recipe, prep_out, run_dir, config="tiny", steps: int | 
     ckpt_path = run_dir / CHECKPOINT
 
     torch.manual_seed(seed)
-    model = recipe.build(cfg).to(device)
+    # channels-last weights: oneDNN's convolutions (CPU) and cuDNN's (tensor cores) run faster on NHWC,
+    # and the activations follow the weights' layout (~12 % per step for tiny on 2 CPU cores)
+    model = recipe.build(cfg).to(device, memory_format=torch.channels_last)
     ema = copy.deepcopy(model).eval()
     for p in ema.parameters():
         p.requires_grad_(False)
