@@ -19,7 +19,7 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-STAGES = ("synthesize", "prep", "train", "sample", "eval", "leaderboard", "card")
+STAGES = ("synthesize", "prep", "train + sample", "eval", "leaderboard", "card")
 # the demo's training budget (steps of each reference model, and of the one sync expert both use): enough
 # for the losses to fall and the models to beat mean-fill on the demo data, small enough for the 10-minute
 # target on 2 cores (demo/README.md has the measured stage times)
@@ -49,11 +49,21 @@ def _stage(name: str, i: int) -> float:
 
 
 def cpu_seconds() -> float:
-    """Process CPU time of this process and its finished children (Dask workers), user + system."""
+    """CPU time (user + system) of this process, its finished children and its live descendants (the Dask
+    workers, which live through several stages)."""
     import resource
 
+    import psutil
+
     own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+    total = own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+    for child in psutil.Process().children(recursive=True):
+        try:
+            t = child.cpu_times()
+            total += t.user + t.system
+        except psutil.Error:  # exited meanwhile: counted once it is reaped
+            pass
+    return total
 
 
 def _ground_truth_submission(prep_out: Path, clip_ids: list[str], out_dir: Path) -> Path:
@@ -90,18 +100,13 @@ def run_demo(out, *, n_identities: int = 3, clips_per_identity: int = 2, seconds
              clean: bool = False) -> dict:
     """Run every stage into ``out``; returns the paths a user should look at."""
     from data_cards import write_card
-    from evalkit.runner import evaluate
     from leaderboard import build_leaderboard
     from prep.job import run_prep
     from prep.output import PrepOutput
+    from talkbase.executor import Executor
     from talkbase.fileio import atomic_write_text
 
     from .demo_data import synthesize_dataset
-    from talkbase.executor import Executor
-
-    from .demo_oneshot import NAME as ONESHOT_NAME
-    from .demo_oneshot import NOTE as ONESHOT_NOTE
-    from .demo_oneshot import train_and_sample_oneshot
 
     out = Path(out)
     if clean and out.exists():
@@ -116,57 +121,39 @@ def run_demo(out, *, n_identities: int = 3, clips_per_identity: int = 2, seconds
     timings["synthesize"] = time.perf_counter() - t
     cpu["synthesize"] = cpu_seconds() - c0 - sum(cpu.values())
 
-    t = _stage("prep", 1)
-    shards = out / "shards"
-    listing = videos / "speakers.csv"
-    summary = run_prep(listing if listing.exists() else videos, shards, _prep_config(), n_workers=workers)
-    print(f"    {summary.line()}", file=sys.stderr)
-    timings["prep"] = time.perf_counter() - t
-    cpu["prep"] = cpu_seconds() - c0 - sum(cpu.values())
-    clips = PrepOutput.open(shards).clips()
-    test_ids = sorted(c.clip_id for c in clips if c.split == "test") or sorted(c.clip_id for c in clips)[-2:]
-
-    t = _stage("train", 2)  # one sync expert, then each reference model with it
-    checkpoints, expert = _train_models(shards, out / "runs", train_steps or DEMO_TRAIN_STEPS,
-                                        sync_steps or DEMO_SYNC_STEPS, seed)
-    timings["train"] = time.perf_counter() - t
-    cpu["train"] = cpu_seconds() - c0 - sum(cpu.values())
-
-    t = _stage("sample", 3)
-    submissions = _sample_submissions(shards, out / "submissions", test_ids, checkpoints, seed)
-    for name, note in BASELINE_NOTES.items():
-        print(f"    {name}: {note}", file=sys.stderr)
-    timings["sample"] = time.perf_counter() - t
-    cpu["sample"] = cpu_seconds() - c0 - sum(cpu.values())
-
-    t = time.perf_counter()  # the third reference model: one photo + audio (trained and sampled here)
-    oneshot = train_and_sample_oneshot(shards, out, test_ids, seed=seed)
-    if oneshot is not None:
-        submissions[("reconstruction", ONESHOT_NAME)] = ("model", oneshot, ONESHOT_NOTE)
-        checkpoints["oneshot3dmm"] = out / "runs" / "oneshot3dmm" / "checkpoint.pt"
-    timings["oneshot"] = time.perf_counter() - t
-    cpu["oneshot"] = cpu_seconds() - c0 - sum(cpu.values())
-
-    t = _stage("eval", 4)
     results = out / "results"
-    with Executor(None, workers) as pool:  # one warm cluster for every evaluation: models load once per worker
-        for (mode, name), (kind, sub_dir, note) in submissions.items():
-            evaluate(shards, sub_dir, results / mode / name, mode=mode, scheduler=pool.client,
-                     allow_uncalibrated_fid=True, sync_expert=expert, split="test", fid_stride=DEMO_FID_STRIDE,
-                     csim_stride=DEMO_CSIM_STRIDE, cpbd_stride=DEMO_CPBD_STRIDE,
-                     benchmark_name="talkbench demo: synthetic speakers, test split",
-                     submission_meta={"name": name, "model": name, "kind": kind,
-                                      "notes": f"talkbench demo (synthetic data){'; ' + note if note else ''}"})
-    timings["eval"] = time.perf_counter() - t
-    cpu["eval"] = cpu_seconds() - c0 - sum(cpu.values())
+    # one warm cluster for every stage from prep on: models load once per worker, and the three reference
+    # models train side by side on its workers (one torch thread each) while this process writes baselines
+    with Executor(None, workers) as pool:
+        t = _stage("prep", 1)
+        shards = out / "shards"
+        listing = videos / "speakers.csv"
+        summary = run_prep(listing if listing.exists() else videos, shards, _prep_config(), scheduler=pool.client)
+        print(f"    {summary.line()}", file=sys.stderr)
+        timings["prep"] = time.perf_counter() - t
+        cpu["prep"] = cpu_seconds() - c0 - sum(cpu.values())
+        clips = PrepOutput.open(shards).clips()
+        test_ids = sorted(c.clip_id for c in clips if c.split == "test") or sorted(c.clip_id for c in clips)[-2:]
 
-    t = _stage("leaderboard", 5)
+        t = _stage("train + sample", 2)
+        submissions, checkpoints = _train_and_sample(pool, shards, out, test_ids, train_steps or DEMO_TRAIN_STEPS,
+                                                     sync_steps or DEMO_SYNC_STEPS, seed)
+        expert = out / "runs" / "sync_expert.pt"
+        timings["train + sample"] = time.perf_counter() - t
+        cpu["train + sample"] = cpu_seconds() - c0 - sum(cpu.values())
+
+        t = _stage("eval", 3)
+        _evaluate_all(pool, shards, submissions, results, expert)
+        timings["eval"] = time.perf_counter() - t
+        cpu["eval"] = cpu_seconds() - c0 - sum(cpu.values())
+
+    t = _stage("leaderboard", 4)
     site = out / "site"
     build_leaderboard(results, site)
     timings["leaderboard"] = time.perf_counter() - t
     cpu["leaderboard"] = cpu_seconds() - c0 - sum(cpu.values())
 
-    t = _stage("card", 6)
+    t = _stage("card", 5)
     card = write_card(shards)
     timings["card"] = time.perf_counter() - t
     cpu["card"] = cpu_seconds() - c0 - sum(cpu.values())
@@ -180,19 +167,90 @@ def run_demo(out, *, n_identities: int = 3, clips_per_identity: int = 2, seconds
     return where
 
 
-def _train_models(shards: Path, runs: Path, steps: int, sync_steps: int, seed: int) -> tuple[dict, Path]:
-    """The sync expert (``runs/sync_expert.pt``), then every reference model of ``REFERENCE_MODELS`` with it."""
-    from refmodel import models
+def _train_and_sample(pool, shards: Path, out: Path, test_ids: list[str], steps: int, sync_steps: int,
+                      seed: int) -> tuple[dict, dict]:
+    """The sync expert here (both crop models use it), then every reference model trained and sampled on the
+    cluster's workers in parallel (longest first) while this process writes ground truth and baselines;
+    ({(mode, name): (kind, folder, note)}, {model: checkpoint})."""
     from refmodel.sync_training import train_sync_expert
 
+    from .demo_oneshot import NAME as ONESHOT_NAME
+    from .demo_oneshot import NOTE as ONESHOT_NOTE
+    from .demo_oneshot import train_and_sample_oneshot
+
+    runs, subs = out / "runs", out / "submissions"
     expert = runs / "sync_expert.pt"
     if not expert.exists():
         train_sync_expert(shards, expert, "tiny", steps=sync_steps, seed=seed, progress=True)
+    futures = {name: pool.submit(train_and_sample_model, name, shards, runs, subs, test_ids, steps, expert, seed,
+                                 key=f"demo-train-{name}") for name in REFERENCE_MODELS}
+    futures["oneshot3dmm"] = pool.submit(train_and_sample_oneshot, shards, out, test_ids, seed=seed,
+                                         key="demo-train-oneshot3dmm")
+    print(f"    training {', '.join(futures)} on the workers; writing ground truth and baselines meanwhile",
+          file=sys.stderr, flush=True)
+    submissions = _baseline_submissions(shards, subs, test_ids)
+    for name, note in BASELINE_NOTES.items():
+        print(f"    {name}: {note}", file=sys.stderr)
     checkpoints = {}
-    for name in REFERENCE_MODELS:
-        train = models.function(models.get(name).train)
-        checkpoints[name] = train(shards, runs / name, config="tiny", steps=steps, seed=seed, sync_expert=expert)
-    return checkpoints, expert
+    for name, future in futures.items():
+        result = future.result()
+        if name == "oneshot3dmm":
+            if result is not None:
+                submissions[("reconstruction", ONESHOT_NAME)] = ("model", result, ONESHOT_NOTE)
+                checkpoints[name] = runs / "oneshot3dmm" / "checkpoint.pt"
+            continue
+        checkpoints[name], sampled = result
+        submissions.update(sampled)
+        print(f"    {name}: trained and sampled", file=sys.stderr, flush=True)
+    return submissions, checkpoints
+
+
+def train_and_sample_model(name: str, shards: Path, runs: Path, subs: Path, test_ids: list[str], steps: int,
+                           expert: Path, seed: int) -> tuple[Path, dict]:
+    """Train reference model ``name`` at ``tiny`` with ``steps`` and the shared expert, then sample its
+    reconstruction and cross submissions; (checkpoint, {(mode, name): (kind, folder, note)})."""
+    from refmodel import models
+    from refmodel.sample import load_generator, sample_videos
+
+    train = models.function(models.get(name).train)
+    ckpt = train(shards, runs / name, config="tiny", steps=steps, seed=seed, sync_expert=expert, progress=False)
+    gen = load_generator(ckpt)
+    label = f"{gen.name}-tiny"
+    note = f"{gen.name} reference model, tiny config, {gen.step} steps"
+    sample_videos(ckpt, shards, subs / label, clip_ids=test_ids, seed=seed, generator=gen, progress=False)
+    out = {("reconstruction", label): ("model", subs / label, note)}
+    drivers = cross_drivers(test_ids)
+    for clip, driver in drivers.items():
+        sample_videos(ckpt, shards, subs / "cross" / label, clip_ids=[clip], audio_from=driver, seed=seed,
+                      generator=gen, progress=False)
+    if drivers:
+        out[("cross", label)] = ("model", subs / "cross" / label, note)
+    return ckpt, out
+
+
+def _evaluate_all(pool, shards: Path, submissions: dict, results: Path, expert: Path) -> None:
+    """Every submission scored on ``pool``: the first alone (it computes the cached reference FID
+    statistics), the rest two at a time, so the workers score one submission's videos while this process
+    merges another's."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from evalkit.runner import evaluate
+
+    def one(item):
+        (mode, name), (kind, sub_dir, note) = item
+        evaluate(shards, sub_dir, results / mode / name, mode=mode, scheduler=pool.client,
+                 allow_uncalibrated_fid=True, sync_expert=expert, split="test", fid_stride=DEMO_FID_STRIDE,
+                 csim_stride=DEMO_CSIM_STRIDE, cpbd_stride=DEMO_CPBD_STRIDE,
+                 benchmark_name="talkbench demo: synthetic speakers, test split",
+                 submission_meta={"name": name, "model": name, "kind": kind,
+                                  "notes": f"talkbench demo (synthetic data){'; ' + note if note else ''}"})
+
+    items = sorted(submissions.items())
+    if not items:
+        return
+    one(items[0])
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="demo-eval") as threads:
+        list(threads.map(one, items[1:]))  # list(): re-raises the first error
 
 
 def cross_drivers(test_ids: list[str]) -> dict[str, str]:
@@ -201,27 +259,15 @@ def cross_drivers(test_ids: list[str]) -> dict[str, str]:
     return {c: ids[(i + 1) % len(ids)] for i, c in enumerate(ids)} if len(ids) > 1 else {}
 
 
-def _sample_submissions(shards: Path, subs: Path, test_ids: list[str], checkpoints: dict, seed: int) -> dict:
-    """{(mode, name): (kind, folder, note)} for the reconstruction and cross sets of the test clips."""
+def _baseline_submissions(shards: Path, subs: Path, test_ids: list[str]) -> dict:
+    """{(mode, name): (kind, folder, note)}: ground truth, and each baseline in reconstruction and cross mode."""
     from refmodel.baselines import write_baseline
-    from refmodel.sample import load_generator, sample_videos
 
     out = {("reconstruction", "ground-truth"):
            ("ground-truth", _ground_truth_submission(shards, test_ids, subs / "ground-truth"), "")}
     drivers = cross_drivers(test_ids)
-    for ckpt in checkpoints.values():
-        gen = load_generator(ckpt)
-        name = f"{gen.name}-tiny"
-        note = f"{gen.name} reference model, tiny config, {gen.step} steps"
-        sample_videos(ckpt, shards, subs / name, clip_ids=test_ids, seed=seed, generator=gen)
-        out[("reconstruction", name)] = ("model", subs / name, note)
-        for clip, driver in drivers.items():
-            sample_videos(ckpt, shards, subs / "cross" / name, clip_ids=[clip], audio_from=driver, seed=seed,
-                          generator=gen, progress=False)
-        if drivers:
-            out[("cross", name)] = ("model", subs / "cross" / name, note)
     for name in ("copy-reference", "mean-fill"):
-        write_baseline(name, shards, subs / name, clip_ids=test_ids)
+        write_baseline(name, shards, subs / name, clip_ids=test_ids, progress=False)
         out[("reconstruction", name)] = ("baseline", subs / name, BASELINE_NOTES[name])
         for clip, driver in drivers.items():
             write_baseline(name, shards, subs / "cross" / name, clip_ids=[clip], audio_from=driver, progress=False)

@@ -67,6 +67,7 @@ def train(prep_out, run_dir, config="tiny", steps: int | None = None, seed: int 
     """
     from refmodel.data import open_prep
     from refmodel.train import pick_device
+    from talkbase.threads import keep_freed_memory
 
     from . import disentangle, lipsync, motion, render_train
     from .features import require_3dmm, training_series
@@ -80,6 +81,7 @@ def train(prep_out, run_dir, config="tiny", steps: int | None = None, seed: int 
     prep = open_prep(prep_out)
     require_3dmm(prep)
     device = pick_device(cfg.device)
+    keep_freed_memory()  # every step frees and re-allocates the same activations
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     sha = prep.shards_sha256
