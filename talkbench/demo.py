@@ -1,12 +1,14 @@
 """``talkbench demo OUT``: the whole suite offline on a dataset it synthesizes itself.
 
-synthesize (real face photo, audio-driven mouth) → prep (Dask) → train the sync expert and both tiny
-reference models (Diff2Lip-style diffusion, AttnWav2Lip) → sample submissions for the test clips: a
-reconstruction set (own audio: models, baselines, ground truth) and a **cross** set (every test clip driven by
-the next test clip's audio: models and baselines) → eval (``reconstruction`` and ``cross`` modes, with the
-in-domain sync score) → leaderboard (one table per mode) → data card. Runs on 2 CPU cores in under 10 minutes
-with no network and no external weights (SyncNet / Inception official weights are used when present;
-otherwise LSE is skipped and FID is computed uncalibrated and labelled so, as the results say).
+synthesize (real face photo, audio-driven mouth) → prep (Dask) → train the sync expert, then the three tiny
+reference models side by side on the cluster's workers (Diff2Lip-style diffusion, AttnWav2Lip, oneshot3dmm;
+one torch thread each), each sampling its test clips when trained, while this process writes the ground
+truth and the baselines: a reconstruction set (own audio) and a **cross** set (every test clip driven by the
+next test clip's audio) → eval (``reconstruction`` and ``cross`` modes, with the in-domain sync score; two
+submissions at a time on the same warm cluster) → leaderboard (one table per mode) → data card. Runs on 2
+CPU cores in under 10 minutes with no network and no external weights (SyncNet / Inception official weights
+are used when present; otherwise LSE is skipped and FID is computed uncalibrated and labelled so, as the
+results say).
 """
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ STAGES = ("synthesize", "prep", "train + sample", "eval", "leaderboard", "card")
 # target on 2 cores (demo/README.md has the measured stage times)
 DEMO_TRAIN_STEPS = 200
 DEMO_SYNC_STEPS = 150
-DEMO_FID_STRIDE = 5  # every 5th frame into FID (recorded in the protocol): CPU Inception is the slow part
+DEMO_FID_STRIDE = 10  # every 10th frame into FID (recorded in the protocol): CPU Inception is the slow part
 DEMO_CSIM_STRIDE = 10  # every 10th face frame into dlib-CSIM (its ResNet is ~80 ms a face on one core)
 DEMO_CPBD_STRIDE = 5  # every 5th face frame into CPBD
 REFERENCE_MODELS = ("diff2lip", "attnwav2lip")

@@ -221,6 +221,25 @@ def test_frechet_distance_equals_scipy_reference():
         assert abs(fidmod.frechet_distance(mu1, s1, mu1, s1)) < 1e-6
 
 
+def test_reference_decomposition_is_reused_by_content_only():
+    """The cached eigendecomposition (one reference, many submissions) is keyed by the matrix's content:
+    reusing it changes no value, and a matrix changed in place is decomposed anew."""
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(size=(80, 16)), rng.normal(size=(60, 16)) + 0.2
+    (mu1, s1), (mu2, s2) = fidmod.feature_stats(a), fidmod.feature_stats(b)
+    first = fidmod.frechet_distance(mu1, s1, mu2, s2)
+    assert fidmod.frechet_distance(mu1, s1, mu2, s2) == first  # from the cache: bit for bit
+    assert abs(first - scipy_frechet(mu1, s1, mu2, s2)) < 1e-8
+    vals, vecs = fidmod._eigh(s1)
+    assert not vals.flags.writeable and not vecs.flags.writeable  # a caller cannot corrupt the cache
+    s1 *= 2.0  # same array object, new content
+    assert abs(fidmod.frechet_distance(mu1, s1, mu2, s2) - scipy_frechet(mu1, s1, mu2, s2)) < 1e-8
+    for _ in range(3):  # more matrices than the cache holds: still exact
+        m = np.cov(rng.normal(size=(40, 16)), rowvar=False)
+        np.testing.assert_allclose(fidmod._eigh(m)[0], np.linalg.eigvalsh(m), rtol=1e-9, atol=1e-12)
+    assert len(fidmod._EIGH_CACHE) <= fidmod._EIGH_CACHE_SIZE
+
+
 def test_rank_deficient_self_distance_is_zero():
     rng = np.random.default_rng(1)
     feats = np.abs(rng.normal(size=(100, 512)))  # N < D, like an evaluation set of < 2048 frames

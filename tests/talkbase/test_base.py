@@ -225,3 +225,17 @@ def test_atomic_writes_keep_umask_permissions_and_leave_no_temp(tmp_path):
     assert p.stat().st_mode & 0o777 == fileio.FILE_MODE
     assert [x.name for x in p.parent.iterdir()] == ["f.json"]
     assert fileio.sha256_file(p) == fileio.sha256_bytes(p.read_bytes())
+
+
+def test_keep_freed_memory_on_glibc():
+    """Training's allocator setting: applied on glibc (this Linux), idempotent, and memory still works."""
+    import platform
+
+    from talkbase.threads import keep_freed_memory
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("not glibc: keep_freed_memory is a no-op there")
+    assert keep_freed_memory() is True
+    assert keep_freed_memory() is True
+    big = np.ones(64 << 20, np.uint8)  # above glibc's default mmap threshold
+    assert int(big.sum()) == 64 << 20
