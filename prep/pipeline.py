@@ -114,7 +114,7 @@ def process_segment(it: InputItem, start: int, stop: int | None, cfg: PrepConfig
     def new_piece(t: int):
         if state["tracker"] is not None:
             pieces[-1].update(state["tracker"].summary())
-        state["tracker"] = FaceTracker(cfg.faces)
+        state["tracker"] = FaceTracker(cfg.faces, device=cfg.device)
         pieces.append({"start": t, "blur": []})
 
     def decoded():  # decoding and the shot detector run a chunk ahead, in a thread (both mostly GIL-free)

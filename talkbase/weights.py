@@ -119,13 +119,15 @@ MODELS: tuple[ModelSpec, ...] = (
                      "recorded, the file labelled unverified.",
               urls={"i3d_torchscript.pt": "https://www.dropbox.com/s/ge9e5ujwgetktms/i3d_torchscript.pt"},
               licence="Apache-2.0 (TF-Hub I3D)"),
-    ModelSpec("fan", ("s3fd-619a316812.pth", "2DFAN4-cd938726ad.zip"), env="TORCH_HOME",
-              official_sha256={"s3fd-619a316812.pth": "619a316812", "2DFAN4-cd938726ad.zip": "cd938726ad"},
+    ModelSpec("fan", ("s3fd-619a316812.pth", "2DFAN4-11f355bf06.pth.tar"), env="TORCH_HOME",
+              official_sha256={"s3fd-619a316812.pth": "619a316812", "2DFAN4-11f355bf06.pth.tar": "11f355bf06"},
               description="face-alignment's S3FD detector + 2DFAN4 landmarks (the `fan` face backend)",
-              source="face-alignment downloads them into the torch hub cache (torch.hub.get_dir()/checkpoints) "
-                     "on its first run with network access.",
+              source="face-alignment >= 1.5 downloads them into the torch hub cache (torch.hub.get_dir()/checkpoints) "
+                     "on its first run with network access (2DFAN4 as a state dict; 1.4's TorchScript "
+                     "2DFAN4*.zip archives are not used).",
               urls={"s3fd-619a316812.pth": "https://www.adrianbulat.com/downloads/python-fan/s3fd-619a316812.pth",
-                    "2DFAN4-cd938726ad.zip": "https://www.adrianbulat.com/downloads/python-fan/2DFAN4-cd938726ad.zip"}),
+                    "2DFAN4-11f355bf06.pth.tar":
+                        "https://www.adrianbulat.com/downloads/python-fan/2DFAN4-11f355bf06.pth.tar"}),
     ModelSpec("lpips-alex", ("alexnet-owt-7be5be79.pth", "alex.pth"), env="TALKBENCH_LPIPS_DIR",
               official_sha256={"alexnet-owt-7be5be79.pth": "7be5be79"},
               description="LPIPS v0.1 'alex': torchvision's ImageNet AlexNet features + LPIPS's linear layers "

