@@ -21,7 +21,7 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-STAGES = ("synthesize", "prep", "train + sample", "eval", "leaderboard", "card")
+STAGES = ("synthesize", "prep", "train, sample, eval", "leaderboard", "card")
 # the demo's training budget (steps of each reference model, and of the one sync expert both use): enough
 # for the losses to fall and the models to beat mean-fill on the demo data, small enough for the 10-minute
 # target on 2 cores (demo/README.md has the measured stage times)
@@ -125,7 +125,7 @@ def run_demo(out, *, n_identities: int = 3, clips_per_identity: int = 2, seconds
 
     results = out / "results"
     # one warm cluster for every stage from prep on: models load once per worker, and the three reference
-    # models train side by side on its workers (one torch thread each) while this process writes baselines
+    # models train side by side on its workers (one torch thread each) while this process scores the baselines
     with Executor(None, workers) as pool:
         t = _stage("prep", 1)
         shards = out / "shards"
@@ -137,25 +137,19 @@ def run_demo(out, *, n_identities: int = 3, clips_per_identity: int = 2, seconds
         clips = PrepOutput.open(shards).clips()
         test_ids = sorted(c.clip_id for c in clips if c.split == "test") or sorted(c.clip_id for c in clips)[-2:]
 
-        t = _stage("train + sample", 2)
-        submissions, checkpoints = _train_and_sample(pool, shards, out, test_ids, train_steps or DEMO_TRAIN_STEPS,
-                                                     sync_steps or DEMO_SYNC_STEPS, seed)
-        expert = out / "runs" / "sync_expert.pt"
-        timings["train + sample"] = time.perf_counter() - t
-        cpu["train + sample"] = cpu_seconds() - c0 - sum(cpu.values())
+        t = _stage("train, sample, eval", 2)
+        checkpoints = _train_sample_evaluate(pool, shards, out, results, test_ids, train_steps or DEMO_TRAIN_STEPS,
+                                             sync_steps or DEMO_SYNC_STEPS, seed)
+        timings["train, sample, eval"] = time.perf_counter() - t
+        cpu["train, sample, eval"] = cpu_seconds() - c0 - sum(cpu.values())
 
-        t = _stage("eval", 3)
-        _evaluate_all(pool, shards, submissions, results, expert)
-        timings["eval"] = time.perf_counter() - t
-        cpu["eval"] = cpu_seconds() - c0 - sum(cpu.values())
-
-    t = _stage("leaderboard", 4)
+    t = _stage("leaderboard", 3)
     site = out / "site"
     build_leaderboard(results, site)
     timings["leaderboard"] = time.perf_counter() - t
     cpu["leaderboard"] = cpu_seconds() - c0 - sum(cpu.values())
 
-    t = _stage("card", 5)
+    t = _stage("card", 4)
     card = write_card(shards)
     timings["card"] = time.perf_counter() - t
     cpu["card"] = cpu_seconds() - c0 - sum(cpu.values())
@@ -169,11 +163,18 @@ def run_demo(out, *, n_identities: int = 3, clips_per_identity: int = 2, seconds
     return where
 
 
-def _train_and_sample(pool, shards: Path, out: Path, test_ids: list[str], steps: int, sync_steps: int,
-                      seed: int) -> tuple[dict, dict]:
-    """The sync expert here (both crop models use it), then every reference model trained and sampled on the
-    cluster's workers in parallel (longest first) while this process writes ground truth and baselines;
-    ({(mode, name): (kind, folder, note)}, {model: checkpoint})."""
+def _train_sample_evaluate(pool, shards: Path, out: Path, results: Path, test_ids: list[str], steps: int,
+                           sync_steps: int, seed: int) -> dict:
+    """Train, sample and score everything, keeping both cores busy; returns {model: checkpoint}.
+
+    The sync expert first, here (both crop models use it). Then every reference model trains and samples its
+    test clips on a worker (one torch thread each, longest first) while this process writes the ground
+    truth and the baselines and scores them inline. A model finished while every worker still trains is
+    scored inline too; once a worker is free, the rest are scored on the cluster, two at a time (the workers
+    score one submission's videos while this process merges another's). Inline and cluster scoring give the
+    same numbers."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from refmodel.sync_training import train_sync_expert
 
     from .demo_oneshot import NAME as ONESHOT_NAME
@@ -188,23 +189,37 @@ def _train_and_sample(pool, shards: Path, out: Path, test_ids: list[str], steps:
                                  key=f"demo-train-{name}") for name in REFERENCE_MODELS}
     futures["oneshot3dmm"] = pool.submit(train_and_sample_oneshot, shards, out, test_ids, seed=seed,
                                          key="demo-train-oneshot3dmm")
-    print(f"    training {', '.join(futures)} on the workers; writing ground truth and baselines meanwhile",
-          file=sys.stderr, flush=True)
-    submissions = _baseline_submissions(shards, subs, test_ids)
+    print(f"    training {', '.join(futures)} on the workers; ground truth and baselines are written and "
+          "scored here meanwhile", file=sys.stderr, flush=True)
+    baselines = _baseline_submissions(shards, subs, test_ids)
     for name, note in BASELINE_NOTES.items():
         print(f"    {name}: {note}", file=sys.stderr)
-    checkpoints = {}
-    for name, future in futures.items():
-        result = future.result()
-        if name == "oneshot3dmm":
-            if result is not None:
-                submissions[("reconstruction", ONESHOT_NAME)] = ("model", result, ONESHOT_NOTE)
+    for item in sorted(baselines.items()):
+        _evaluate(item, shards, results, expert, "inline")
+
+    names = {f.key: name for name, f in futures.items()}
+    n_workers = max(1, len(pool.client.scheduler_info()["workers"])) if pool.client is not None else 1
+    checkpoints, jobs = {}, []
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="demo-eval") as threads:
+        for future in pool.as_completed(list(futures.values())):
+            name, result = names[future.key], future.result()
+            if name == "oneshot3dmm":
+                if result is None:
+                    continue
+                sampled = {("reconstruction", ONESHOT_NAME): ("model", result, ONESHOT_NOTE)}
                 checkpoints[name] = runs / "oneshot3dmm" / "checkpoint.pt"
-            continue
-        checkpoints[name], sampled = result
-        submissions.update(sampled)
-        print(f"    {name}: trained and sampled", file=sys.stderr, flush=True)
-    return submissions, checkpoints
+            else:
+                checkpoints[name], sampled = result
+            print(f"    {name}: trained and sampled", file=sys.stderr, flush=True)
+            if sum(not f.done() for f in futures.values()) >= n_workers:  # every worker still trains
+                for item in sorted(sampled.items()):
+                    _evaluate(item, shards, results, expert, "inline")
+            else:
+                jobs += [threads.submit(_evaluate, item, shards, results, expert, pool.client)
+                         for item in sorted(sampled.items())]
+        for job in jobs:
+            job.result()  # re-raises a scoring error
+    return checkpoints
 
 
 def train_and_sample_model(name: str, shards: Path, runs: Path, subs: Path, test_ids: list[str], steps: int,
@@ -230,29 +245,17 @@ def train_and_sample_model(name: str, shards: Path, runs: Path, subs: Path, test
     return ckpt, out
 
 
-def _evaluate_all(pool, shards: Path, submissions: dict, results: Path, expert: Path) -> None:
-    """Every submission scored on ``pool``: the first alone (it computes the cached reference FID
-    statistics), the rest two at a time, so the workers score one submission's videos while this process
-    merges another's."""
-    from concurrent.futures import ThreadPoolExecutor
-
+def _evaluate(item, shards: Path, results: Path, expert: Path, scheduler) -> None:
+    """Score one demo submission ``((mode, name), (kind, folder, note))`` into ``results/mode/name``."""
     from evalkit.runner import evaluate
 
-    def one(item):
-        (mode, name), (kind, sub_dir, note) = item
-        evaluate(shards, sub_dir, results / mode / name, mode=mode, scheduler=pool.client,
-                 allow_uncalibrated_fid=True, sync_expert=expert, split="test", fid_stride=DEMO_FID_STRIDE,
-                 csim_stride=DEMO_CSIM_STRIDE, cpbd_stride=DEMO_CPBD_STRIDE,
-                 benchmark_name="talkbench demo: synthetic speakers, test split",
-                 submission_meta={"name": name, "model": name, "kind": kind,
-                                  "notes": f"talkbench demo (synthetic data){'; ' + note if note else ''}"})
-
-    items = sorted(submissions.items())
-    if not items:
-        return
-    one(items[0])
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="demo-eval") as threads:
-        list(threads.map(one, items[1:]))  # list(): re-raises the first error
+    (mode, name), (kind, sub_dir, note) = item
+    evaluate(shards, sub_dir, results / mode / name, mode=mode, scheduler=scheduler,
+             allow_uncalibrated_fid=True, sync_expert=expert, split="test", fid_stride=DEMO_FID_STRIDE,
+             csim_stride=DEMO_CSIM_STRIDE, cpbd_stride=DEMO_CPBD_STRIDE,
+             benchmark_name="talkbench demo: synthetic speakers, test split",
+             submission_meta={"name": name, "model": name, "kind": kind,
+                              "notes": f"talkbench demo (synthetic data){'; ' + note if note else ''}"})
 
 
 def cross_drivers(test_ids: list[str]) -> dict[str, str]:
