@@ -117,10 +117,11 @@ class DlibBackend:
     def prepare(self, frame: np.ndarray) -> np.ndarray:
         import cv2
 
-        frame = np.asarray(frame)
+        frame = np.asarray(frame, dtype=np.uint8)
         if frame.ndim == 2:
-            return np.ascontiguousarray(frame, dtype=np.uint8)
-        return cv2.cvtColor(np.ascontiguousarray(frame, dtype=np.uint8), cv2.COLOR_RGB2GRAY)
+            return np.ascontiguousarray(frame)
+        # OpenCV reads a row-strided RGB view (a region of a frame) in place; the grey copy is contiguous
+        return cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
 
     def detect(self, frames, scale: float = 1.0) -> list[np.ndarray]:
         out = []
@@ -199,7 +200,7 @@ class FanBackend:
         self.score_threshold = float(score_threshold)
 
     def prepare(self, frame: np.ndarray) -> np.ndarray:
-        frame = np.asarray(frame, dtype=np.uint8)
+        frame = np.ascontiguousarray(frame, dtype=np.uint8)
         return np.repeat(frame[..., None], 3, axis=2) if frame.ndim == 2 else frame
 
     def detect(self, frames, scale: float = 1.0) -> list[np.ndarray]:
