@@ -24,13 +24,16 @@ QUANTUM = 32  # converted regions are multiples of this (even): few distinct siz
 _local = threading.local()
 
 
-def _reformatter():
-    """One ``VideoReformatter`` per thread: it keeps its swscale context while the size stays the same."""
-    r = getattr(_local, "reformatter", None)
+def _reformatter(use: str = "region"):
+    """One ``VideoReformatter`` per thread and use: it keeps its swscale context while the conversion stays
+    the same (``frame.reformat`` builds a new one for every frame). Region conversions and the shot
+    detector's downscale each have their own, so neither resets the other's context."""
+    r = getattr(_local, use, None)
     if r is None:
         from av.video.reformatter import VideoReformatter
 
-        r = _local.reformatter = VideoReformatter()
+        r = VideoReformatter()
+        setattr(_local, use, r)
     return r
 
 
@@ -113,7 +116,8 @@ class YUVFrame:
         return _reformatter().reformat(sub, format="rgb24", threads=1).to_ndarray()
 
     def small_bgr(self, width: int, height: int) -> np.ndarray:
-        return self._frame.reformat(width=width, height=height, format="bgr24", threads=1).to_ndarray()
+        return _reformatter("small").reformat(self._frame, width=width, height=height, format="bgr24",
+                                              threads=1).to_ndarray()
 
 
 def from_av(frame):

@@ -158,7 +158,8 @@ def warp_crop(frame: np.ndarray, affine: np.ndarray, crop_size: int = 256,
     """
     import cv2
 
-    return cv2.warpAffine(np.ascontiguousarray(frame), np.asarray(affine, np.float64),
+    # a row-strided view (a region of a frame) is read in place: no copy, the same pixels out
+    return cv2.warpAffine(np.asarray(frame), np.asarray(affine, np.float64),
                           (int(crop_size), int(crop_size)), flags=cv2.INTER_LINEAR,
                           borderMode=_border(border), borderValue=0)
 

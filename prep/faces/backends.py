@@ -37,6 +37,7 @@ def _resize(img: np.ndarray, scale: float) -> np.ndarray:
 _local = threading.local()
 _handover: dict = {}  # key -> [thread, model] loaded in the background by preload()
 _handover_lock = threading.Lock()
+_loaded: set = set()  # keys some thread of this process holds a model for
 
 
 def _cached(key, load):
@@ -50,13 +51,18 @@ def _cached(key, load):
         if pending is not None:
             pending[0].join()
         models[key] = pending[1] if pending is not None and pending[1] is not None else load()
+        with _handover_lock:
+            _loaded.add(key)
     return models[key]
 
 
 def preload(detector: str = "hog") -> None:
-    """Start loading dlib's models in a background thread (its deserialisation runs without the GIL, so
-    decoding and imports go on meanwhile); the first :class:`DlibBackend` built afterwards takes them.
-    Called once per prep process (inline) and per Dask worker at start-up."""
+    """Start loading dlib's models in a background thread; the first :class:`DlibBackend` built afterwards
+    takes them. Called once per prep process (inline) and per Dask worker at start-up. dlib holds the GIL
+    while it deserialises (~0.6 CPU-s; the calling thread waited 0.9-1.5 s in ``Thread.start`` on the busy
+    2-core machine), so this overlaps only with work that runs without it. A model some thread of this
+    process already holds is not loaded again: a second inline job in the same process would otherwise
+    load one that nothing takes (~0.6 CPU-s beside its first clip, and the copy kept for good)."""
     import dlib
 
     jobs = {("shape", str(dlib_model("shape_predictor_68_face_landmarks.dat"))): dlib.shape_predictor}
@@ -65,7 +71,7 @@ def preload(detector: str = "hog") -> None:
         jobs[("mmod", path)] = dlib.cnn_face_detection_model_v1
     for key, make in jobs.items():
         with _handover_lock:
-            if key in _handover:
+            if key in _handover or key in _loaded:
                 continue
             slot = [None, None]
 
@@ -111,10 +117,11 @@ class DlibBackend:
     def prepare(self, frame: np.ndarray) -> np.ndarray:
         import cv2
 
-        frame = np.asarray(frame)
+        frame = np.asarray(frame, dtype=np.uint8)
         if frame.ndim == 2:
-            return np.ascontiguousarray(frame, dtype=np.uint8)
-        return cv2.cvtColor(np.ascontiguousarray(frame, dtype=np.uint8), cv2.COLOR_RGB2GRAY)
+            return np.ascontiguousarray(frame)
+        # OpenCV reads a row-strided RGB view (a region of a frame) in place; the grey copy is contiguous
+        return cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
 
     def detect(self, frames, scale: float = 1.0) -> list[np.ndarray]:
         out = []
@@ -234,7 +241,7 @@ class FanBackend:
         self._fa = _cached(("fan", self.device, self.score_threshold, tuple(map(str, files))), load)
 
     def prepare(self, frame: np.ndarray) -> np.ndarray:
-        frame = np.asarray(frame, dtype=np.uint8)
+        frame = np.ascontiguousarray(frame, dtype=np.uint8)
         return np.repeat(frame[..., None], 3, axis=2) if frame.ndim == 2 else frame
 
     def detect(self, frames, scale: float = 1.0) -> list[np.ndarray]:

@@ -157,7 +157,7 @@ class _View:
         x0, y0, x1, y1 = clip_box(self.frame, x0, y0, x1, y1)
         if self._full is not None:
             return np.ascontiguousarray(self._full[y0:y1, x0:x1]), (x0, y0)
-        return self.backend.prepare(np.ascontiguousarray(self.frame.region(x0, y0, x1, y1))), (x0, y0)
+        return self.backend.prepare(self.frame.region(x0, y0, x1, y1)), (x0, y0)  # prepare copies as it needs
 
     def around(self, box: np.ndarray, margin: float):
         """The region of ``box`` grown by ``margin`` x its side on every side."""
@@ -179,7 +179,7 @@ def crop_frame(frame, affine: np.ndarray, size: int, border: str) -> np.ndarray:
     x0, y0, x1, y1 = clip_box(frame, x0, y0, x1, y1)
     shifted = np.asarray(affine, np.float64).copy()
     shifted[:, 2] += shifted[:, :2] @ np.array([x0, y0], np.float64)
-    return align.warp_crop(np.ascontiguousarray(frame.region(x0, y0, x1, y1)), shifted, size, border)
+    return align.warp_crop(frame.region(x0, y0, x1, y1), shifted, size, border)
 
 
 LANDMARK_MARGIN = 0.7  # region around the box the landmark model (and the appearance crop) may read
