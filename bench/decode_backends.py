@@ -35,6 +35,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from prep import media  # noqa: E402
+from talkbase.threads import keep_freed_memory  # noqa: E402
 
 CLIPS = ("w2l_input3", "w2l_input4", "latentsync_demo1", "latentsync_demo2")
 CHUNK = 16
@@ -157,7 +158,7 @@ def main(argv=None) -> dict:
     args = ap.parse_args(argv)
     import decord
 
-    media.tune_malloc()  # as prep's processes run (both backends share the process)
+    keep_freed_memory()  # as prep's processes run (both backends share the process)
     out = {"decord": decord.__version__, "av": __import__("av").__version__, "repeats": args.repeats, "clips": {}}
     for name in args.clips:
         path = Path(args.videos) / f"{name}.mp4"

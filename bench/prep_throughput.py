@@ -9,7 +9,7 @@ every thread and child process (FFmpeg's frame threads, Dask workers).
 
 * ``decode_only``: ``prep.media.iter_frames`` (its defaults: 16-frame chunks, RGB) over the clips, in this
   process with glibc's allocator as is -- the reference of the issue's goals; ``decode_only_tuned_malloc``:
-  the same decode in a fresh process after ``media.tune_malloc()`` (as prep's processes run), i.e. how
+  the same decode in a fresh process after ``keep_freed_memory()`` (as prep's processes run), i.e. how
   far the reference is from the decoder's floor (start-up of that process included).
 * ``inline_steady``: ``run_prep(scheduler="inline")`` in this process after a warm-up (models loaded):
   decode, shots, face tracking, crops + JPEG, mel/MFCC, 3DMM, QA, shard writing. Goal >= 0.6x.
@@ -58,8 +58,9 @@ _DECODE = """
 import json, sys, time
 sys.path.insert(0, sys.argv[1])
 from prep import media
+from talkbase.threads import keep_freed_memory
 if sys.argv[2] == "tuned":
-    media.tune_malloc()
+    keep_freed_memory()
 w0, c0, n = time.perf_counter(), time.process_time(), 0
 for p in sys.argv[3:]:
     for ch in media.iter_frames(p):

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from talkbase.executor import Executor
 from talkbase.fileio import atomic_write_json, sha256_file
+from talkbase.threads import keep_freed_memory
 
 from . import media
 from .config import PrepConfig
@@ -127,7 +128,7 @@ def warm_process(backend: str = "dlib", detector: str = "hog") -> None:
     cluster start, or the inline job before it scans its inputs), so the first task does not pay them."""
     import threading
 
-    media.tune_malloc()
+    keep_freed_memory()
 
     def imports():
         from . import finalize, pipeline, shots  # noqa: F401

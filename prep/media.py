@@ -145,30 +145,6 @@ def probe(path) -> MediaInfo:
         )
 
 
-_MALLOC_TUNED = False
-
-
-def tune_malloc(threshold: int = 1 << 30) -> bool:
-    """Keep big frame buffers on glibc's heap (``mallopt``: mmap threshold 1 GiB, no trimming).
-
-    By default glibc serves every allocation at least as large as the last freed mapping (>= 128 KiB,
-    adaptive up to 32 MiB) with a fresh ``mmap``, so each decoded HD frame and each chunk is page-faulted
-    and zeroed anew: on the 1080p clips that doubles :func:`iter_frames`' time (16-frame chunks: 24 vs
-    12 ms per frame on a loaded 2-core machine; 12 vs 8 ms of CPU). Process-wide and permanent: prep
-    calls it in its own processes (the inline job, each Dask worker); other long-running decoders may
-    too. Returns whether it took effect (glibc only)."""
-    global _MALLOC_TUNED
-    if _MALLOC_TUNED:
-        return True
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6")
-        ok = libc.mallopt(-3, int(threshold)) == 1 and libc.mallopt(-1, 2 ** 31 - 1) == 1  # MMAP / TRIM
-    except (OSError, AttributeError):
-        return False
-    _MALLOC_TUNED = bool(ok)
-    return _MALLOC_TUNED
 def _rotation(frame) -> int:
     """The frame's display rotation (counter-clockwise degrees: 0, 90, 180 or 270; phones write it)."""
     try:
@@ -454,7 +430,7 @@ def decode_clip(path, fps: float = FPS, sample_rate: int = SAMPLE_RATE,
 
 
 __all__ = ["FPS", "SAMPLE_RATE", "MediaInfo", "FrameChunk", "DecodedClip", "probe", "iter_frames", "iter_planar",
-           "rgb_array", "tune_malloc",
+           "rgb_array",
            "read_frames", "read_audio", "read_audio_covered", "read_audio_span", "count_frames", "decode_clip", "num_output_frames",
            "write_video", "check_audio_length", "MAX_FRAME_PIXELS", "MediaError"]
 

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from evalkit.nets.sync_expert import SyncExpert, SyncScorer, prepare_mouth, save_sync_expert
+from talkbase.threads import keep_freed_memory
 
 from .config import SyncConfig, TrainConfig, get_config
 
@@ -165,6 +166,7 @@ def train_sync_expert(prep_out, out_path, config: "str | TrainConfig | SyncConfi
         tc = config if hasattr(config, "sync") else get_config(config)
         cfg, hold = tc.sync, tc.holdout_fraction if holdout_fraction is None else holdout_fraction
     steps = cfg.steps if steps is None else steps
+    keep_freed_memory()  # every step frees and re-allocates the same activations
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed + 1)
     expert = SyncExpert(cfg.arch()).to(device)

@@ -192,7 +192,7 @@ def run_training(recipe: Recipe, prep_out, run_dir, config="tiny", steps: int | 
 
     torch.manual_seed(seed)
     # channels-last weights: oneDNN's convolutions (CPU) and cuDNN's (tensor cores) run faster on NHWC,
-    # and the activations follow the weights' layout (~12 % per step for tiny on 2 CPU cores)
+    # and the activations follow the weights' layout (tiny's UNet forward + backward: 0.94 -> 0.79 s on 2 cores)
     model = recipe.build(cfg).to(device, memory_format=torch.channels_last)
     ema = copy.deepcopy(model).eval()
     for p in ema.parameters():

@@ -102,16 +102,19 @@ def limit_process_threads(n: int = 1) -> None:
 
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt() parameters (malloc.h)
-_HEAP_KEPT = []
+_HEAP_KEPT = False
 
 
-def keep_freed_memory(limit_bytes: int = 1 << 30) -> bool:
-    """Let glibc keep freed blocks up to ``limit_bytes`` in the heap instead of unmapping them.
+def keep_freed_memory(mmap_threshold: int = 1 << 30) -> bool:
+    """Keep big freed blocks on glibc's heap (``mallopt``: mmap threshold 1 GiB, no trimming).
 
-    torch's CPU activations of a training step are allocated and freed every step; above glibc's (dynamic)
-    mmap threshold each one is a fresh mmap, so a tiny-model step took ~18k page faults (a tenth of the
-    demo's CPU time was system time). Process-wide and harmless elsewhere (memory is reused, not leaked);
-    a no-op off glibc. True when applied."""
+    By default glibc serves every allocation at least as large as the last freed mapping (>= 128 KiB,
+    adaptive up to 32 MiB) with a fresh ``mmap``, so each one is page-faulted and zeroed anew: a decoded HD
+    frame or chunk in prep (on the 1080p clips that doubled ``prep.media.iter_frames``' time), every
+    activation of a training step (~18k page faults per ``tiny`` diffusion step; ~190 with this). Process-wide
+    and permanent, memory is reused rather than leaked; prep's processes, the training loops and the benches
+    call it. Returns whether it took effect (glibc only)."""
+    global _HEAP_KEPT
     if _HEAP_KEPT:
         return True
     import ctypes
@@ -119,13 +122,12 @@ def keep_freed_memory(limit_bytes: int = 1 << 30) -> bool:
 
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        ok = bool(libc.mallopt(_M_MMAP_THRESHOLD, int(limit_bytes)) and libc.mallopt(_M_TRIM_THRESHOLD,
-                                                                                       int(2 * limit_bytes)))
+        ok = libc.mallopt(_M_MMAP_THRESHOLD, int(mmap_threshold)) == 1 and \
+            libc.mallopt(_M_TRIM_THRESHOLD, 2 ** 31 - 1) == 1  # an int: the largest trim threshold
     except (OSError, AttributeError):  # not glibc
         return False
-    if ok:
-        _HEAP_KEPT.append(limit_bytes)
-    return ok
+    _HEAP_KEPT = bool(ok)
+    return _HEAP_KEPT
 
 
 __all__ = ["one_thread", "blas_threads", "prefetch", "limit_process_threads", "keep_freed_memory"]

@@ -177,8 +177,6 @@ def _train_sample_evaluate(pool, shards: Path, out: Path, results: Path, test_id
 
     from refmodel.sync_training import train_sync_expert
 
-    from .demo_oneshot import NAME as ONESHOT_NAME
-    from .demo_oneshot import NOTE as ONESHOT_NOTE
     from .demo_oneshot import train_and_sample_oneshot
 
     runs, subs = out / "runs", out / "submissions"
@@ -203,13 +201,9 @@ def _train_sample_evaluate(pool, shards: Path, out: Path, results: Path, test_id
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="demo-eval") as threads:
         for future in pool.as_completed(list(futures.values())):
             name, result = names[future.key], future.result()
-            if name == "oneshot3dmm":
-                if result is None:
-                    continue
-                sampled = {("reconstruction", ONESHOT_NAME): ("model", result, ONESHOT_NOTE)}
-                checkpoints[name] = runs / "oneshot3dmm" / "checkpoint.pt"
-            else:
-                checkpoints[name], sampled = result
+            if result is None:  # oneshot3dmm without 3DMM columns (said on stderr)
+                continue
+            checkpoints[name], sampled = result
             print(f"    {name}: trained and sampled", file=sys.stderr, flush=True)
             if sum(not f.done() for f in futures.values()) >= n_workers:  # every worker still trains
                 for item in sorted(sampled.items()):

@@ -14,9 +14,10 @@ DEMO_OVERRIDES = {"ae.steps": 400, "lipsync.steps": 300, "motion.steps": 300, "r
 NOTE = "one reference frame per clip, teacher-forced pose and blinks, lips from the audio"
 
 
-def train_and_sample_oneshot(shards, out, clip_ids, *, seed: int = 0) -> Path | None:
+def train_and_sample_oneshot(shards, out, clip_ids, *, seed: int = 0) -> tuple[Path, dict] | None:
     """Train into ``out/runs/oneshot3dmm`` and sample ``clip_ids`` into ``out/submissions/oneshot3dmm-tiny``;
-    the submission folder, or None (said on stderr) when the shards have no 3DMM columns."""
+    (checkpoint, {("reconstruction", NAME): ("model", folder, NOTE)}), as the demo's crop models return, or
+    None (said on stderr) when the shards have no 3DMM columns."""
     from prep.output import PrepOutput
     from refmodel.oneshot.sample import sample_videos
     from refmodel.oneshot.train import train
@@ -30,7 +31,7 @@ def train_and_sample_oneshot(shards, out, clip_ids, *, seed: int = 0) -> Path | 
     ckpt = train(shards, out / "runs" / "oneshot3dmm", "tiny", seed=seed, overrides=DEMO_OVERRIDES, progress=False)
     sub = out / "submissions" / NAME
     sample_videos(ckpt, shards, sub, clip_ids=clip_ids, seed=seed, progress=False)
-    return sub
+    return ckpt, {("reconstruction", NAME): ("model", sub, NOTE)}
 
 
 __all__ = ["train_and_sample_oneshot", "DEMO_OVERRIDES", "NAME", "NOTE"]
