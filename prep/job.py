@@ -136,6 +136,13 @@ def warm_process(backend: str = "dlib", detector: str = "hog") -> None:
 
         import cv2  # noqa: F401
         import scenedetect.detectors  # noqa: F401
+        # what the first clip's tables and finalising import otherwise in the task's thread (~0.5 s):
+        # pyarrow's first array conversion imports pandas; MFCC scipy.fftpack; the 3DMM fit scipy.linalg
+        import pyarrow as pa
+        import python_speech_features  # noqa: F401
+        import scipy.linalg  # noqa: F401
+
+        pa.array([0])
 
     if backend == "dlib":
         from .faces.backends import preload

@@ -406,6 +406,8 @@ def fit_clip(landmarks_src, valid, image_size, config: FitConfig | None = None, 
     ``residual`` (T,) mean keypoint distance in source px (NaN where not valid); ``face_radius`` (RMS
     radius of the landmarks, px); ``loss``; ``iterations``.
     """
+    import scipy.linalg  # noqa: F401 - before blas_threads, so scipy's BLAS is limited in a process's first fit too
+
     from talkbase.threads import blas_threads
 
     config = config or FitConfig()
