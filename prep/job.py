@@ -145,9 +145,11 @@ def warm_process(backend: str = "dlib", detector: str = "hog") -> None:
         pa.array([0])
 
     if backend == "dlib":
-        from .faces.backends import preload
+        from .faces.backends import preload, thread_detector
+        from .faces.tracking import scan_pool
 
         preload(detector)
+        scan_pool().submit(thread_detector, detector)  # the scan thread's own detector, built now
     threading.Thread(target=imports, name="talkbench-warm", daemon=True).start()
 
 

@@ -16,7 +16,7 @@ import traceback
 from pathlib import Path
 
 from talkbase.fileio import atomic_write_json
-from talkbase.threads import limit_process_threads, prefetch
+from talkbase.threads import SerialWorker, limit_process_threads, prefetch
 
 from . import media, qa
 from .config import PrepConfig
@@ -78,6 +78,16 @@ def _frame_rows(rows: list[dict], cfg: PrepConfig, blur: list) -> list[dict]:
     return rows
 
 
+def _with_next(items):
+    """(item, the item after it or None) for each item."""
+    it = iter(items)
+    cur = next(it, None)
+    while cur is not None:
+        nxt = next(it, None)
+        yield cur, nxt
+        cur = nxt
+
+
 def process_segment(it: InputItem, start: int, stop: int | None, cfg: PrepConfig, work_root: str,
                     index: int = 0, write: bool = True) -> dict:
     """Shots and faces for frames [start, stop) of one video → a segment table (no 3DMM yet) + a summary.
@@ -104,17 +114,21 @@ def process_segment(it: InputItem, start: int, stop: int | None, cfg: PrepConfig
     pieces, cuts, rows = [], [], []
     t0 = time.perf_counter()
 
+    def output(tracker, tracked: list[dict], blur: list):  # crops, JPEG, blur: in the output thread
+        for row in _frame_rows(tracker.crop(tracked), cfg, blur):
+            row["clip_id"] = it.clip_id
+            rows.append(row)
+
     def track(chunk, lo: int, hi: int):
         if hi > lo:
-            out = state["tracker"].process(media.FrameChunk(chunk.start + lo, chunk.frames[lo:hi]))
-            for row in _frame_rows(out, cfg, pieces[-1]["blur"]):
-                row["clip_id"] = it.clip_id
-                rows.append(row)
+            tracker = state["tracker"]
+            tracked = tracker.track(media.FrameChunk(chunk.start + lo, chunk.frames[lo:hi]))
+            out.submit(output, tracker, tracked, pieces[-1]["blur"])
 
     def new_piece(t: int):
         if state["tracker"] is not None:
             pieces[-1].update(state["tracker"].summary())
-        state["tracker"] = FaceTracker(cfg.faces, device=cfg.device)
+        state["tracker"] = FaceTracker(cfg.faces, device=cfg.device, scan_ahead=True)
         pieces.append({"start": t, "blur": []})
 
     def decoded():  # decoding and the shot detector run a chunk ahead, in a thread (both mostly GIL-free)
@@ -122,19 +136,24 @@ def process_segment(it: InputItem, start: int, stop: int | None, cfg: PrepConfig
             yield chunk, [detector.feed(chunk.start + j, f) if detector is not None else False
                           for j, f in enumerate(chunk.frames)]
 
-    for chunk, cut_flags in prefetch(decoded(), depth=2):
-        lo = 0
-        for j, cut in enumerate(cut_flags):
-            t = chunk.start + j
-            if t < start:  # the detector's warm-up frame
-                lo = j + 1
-            elif cut or state["tracker"] is None:
-                track(chunk, lo, j)
-                if cut:
-                    cuts.append(t)
-                new_piece(t)
-                lo = j
-        track(chunk, lo, len(chunk.frames))
+    # the crops are warped, encoded and blur-scored a chunk behind the tracker, in one thread (in order);
+    # scheduled full-frame face scans start in another as their chunk arrives (FaceTracker's scan_ahead)
+    with SerialWorker(depth=2, name="talkbench-crops") as out:
+        for (chunk, cut_flags), following in _with_next(prefetch(decoded(), depth=2)):
+            if following is not None and state["tracker"] is not None:
+                state["tracker"].look_ahead(following[0])
+            lo = 0
+            for j, cut in enumerate(cut_flags):
+                t = chunk.start + j
+                if t < start:  # the detector's warm-up frame
+                    lo = j + 1
+                elif cut or state["tracker"] is None:
+                    track(chunk, lo, j)
+                    if cut:
+                        cuts.append(t)
+                    new_piece(t)
+                    lo = j
+            track(chunk, lo, len(chunk.frames))
     if state["tracker"] is not None:
         pieces[-1].update(state["tracker"].summary())
     summary = {"index": index, "start": start, "num_frames": len(rows), "cuts": cuts, "pieces": pieces,

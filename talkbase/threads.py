@@ -86,6 +86,43 @@ def prefetch(iterable, depth: int = 2):
         worker.join(timeout=5.0)
 
 
+class SerialWorker:
+    """Runs submitted calls one after another in one background thread, in submission order, with at most
+    ``depth`` waiting (``submit`` blocks until the oldest is done): a pipeline stage whose work mostly
+    releases the GIL (OpenCV, swscale, JPEG) overlaps with its producer's, and memory stays bounded.
+    An exception in a call is raised by the ``submit`` or ``drain`` that collects it. As a context manager,
+    the block's exit drains (or, leaving on an exception, drops what has not started)."""
+
+    def __init__(self, depth: int = 2, name: str = "talkbench-serial"):
+        import collections
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.depth = max(1, depth)
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        self._pending: collections.deque = collections.deque()
+
+    def submit(self, fn, *args) -> None:
+        while len(self._pending) >= self.depth:
+            self._pending.popleft().result()
+        self._pending.append(self._pool.submit(fn, *args))
+
+    def drain(self) -> None:
+        """Wait for every submitted call (raising the first error)."""
+        while self._pending:
+            self._pending.popleft().result()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        try:
+            if exc_type is None:
+                self.drain()
+        finally:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pending.clear()
+
+
 def limit_process_threads(n: int = 1) -> None:
     """For a worker process that only ever runs one-thread tasks: set the limits once, for good. torch is
     limited only when something has imported it already (importing it here would cost ~2 s of start-up
@@ -130,4 +167,4 @@ def keep_freed_memory(mmap_threshold: int = 1 << 30) -> bool:
     return _HEAP_KEPT
 
 
-__all__ = ["one_thread", "blas_threads", "prefetch", "limit_process_threads", "keep_freed_memory"]
+__all__ = ["one_thread", "blas_threads", "prefetch", "SerialWorker", "limit_process_threads", "keep_freed_memory"]

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 
 import numpy as np
 
@@ -182,6 +183,20 @@ def crop_frame(frame, affine: np.ndarray, size: int, border: str) -> np.ndarray:
     return align.warp_crop(frame.region(x0, y0, x1, y1), shifted, size, border)
 
 
+_SCAN_POOL: list = []
+_SCAN_LOCK = threading.Lock()
+
+
+def scan_pool():
+    """The process's one thread for full-frame scans ahead of the trackers (it keeps its own detector)."""
+    with _SCAN_LOCK:
+        if not _SCAN_POOL:
+            from concurrent.futures import ThreadPoolExecutor
+
+            _SCAN_POOL.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="talkbench-scans"))
+        return _SCAN_POOL[0]
+
+
 LANDMARK_MARGIN = 0.7  # region around the box the landmark model (and the appearance crop) may read
 
 
@@ -194,7 +209,8 @@ class FaceTracker:
     (``PrepConfig.device``: auto, cpu or cuda).
     """
 
-    def __init__(self, config: FaceConfig | None = None, backend=None, device: str = "auto"):
+    def __init__(self, config: FaceConfig | None = None, backend=None, device: str = "auto",
+                 scan_ahead: bool = False):
         self.config = config or FaceConfig()
         if backend is None:
             from .backends import get_backend
@@ -214,6 +230,12 @@ class FaceTracker:
         self._last_full = -10 ** 9
         self._num_faces = 0
         self._held_affine = None
+        # with scan_ahead, a scheduled full-frame scan starts when its frame's chunk arrives, in the scan
+        # thread (the detector releases the GIL): the same scan of the same pixels, done while the frames
+        # before it are tracked. Unused if the schedule moves (a lost track scans earlier).
+        self._scan_pool = scan_pool() if scan_ahead and getattr(backend, "concurrent_detect", False) else None
+        self._scans: dict = {}  # frame index -> Future of (prepared frame, detections)
+        self.scans_ahead_used = 0
         # clip statistics
         self._n = 0
         self._found = 0
@@ -227,9 +249,18 @@ class FaceTracker:
 
     # ------------------------------------------------------------ detection
 
-    def _detect_full(self, view: _View, t: int) -> np.ndarray:
+    def _scan(self, view: _View) -> tuple[np.ndarray, np.ndarray]:
+        """(prepared whole frame, detections) of a full-frame scan."""
         scale = self.config.detection_scale((view.h, view.w), self.backend.min_face_px)
-        dets = self.backend.detect([view.full()], scale=scale)[0]
+        return view.full(), self.backend.detect([view.full()], scale=scale)[0]
+
+    def _detect_full(self, view: _View, t: int) -> np.ndarray:
+        ahead = self._scans.pop(t, None)
+        if ahead is not None:  # started ahead on a view of its own: this view takes its prepared frame
+            view._full, dets = ahead.result()
+            self.scans_ahead_used += 1
+        else:
+            dets = self._scan(view)[1]
         self._last_full = t
         self._n_full += 1
         self._num_faces = len(dets)
@@ -371,7 +402,7 @@ class FaceTracker:
             self._num_faces_max = max(self._num_faces_max, n)
             return {"frame_index": t, "face_found": False, "num_faces": n, "box": None, "landmarks": None,
                     "landmarks_src": None, "affine": self._held_affine.astype(np.float32),
-                    "crop": crop_frame(frame, self._held_affine, s, c.border)}
+                    "placement": (frame, self._held_affine)}
         track = self._track
         track.affine = raw
         if c.smoothing == "one_euro":
@@ -397,12 +428,18 @@ class FaceTracker:
         self._num_faces_max = max(self._num_faces_max, n)
         return {"frame_index": t, "face_found": True, "num_faces": n, "box": box.astype(np.float32),
                 "landmarks": lms_crop.astype(np.float32), "landmarks_src": lms_s.astype(np.float32),
-                "affine": affine.astype(np.float32), "crop": crop_frame(frame, affine, s, c.border)}
+                "affine": affine.astype(np.float32), "placement": (frame, affine)}
 
     # ------------------------------------------------------------ public
 
     def process(self, chunk) -> list[dict]:
         """Rows for the frames of one ``prep.media.FrameChunk`` (must follow the previous chunk)."""
+        return self.crop(self.track(chunk))
+
+    def track(self, chunk) -> list[dict]:
+        """:meth:`process` without the crops: each row holds ``placement`` (its frame and the crop's
+        float64 alignment) instead, for :meth:`crop` -- which may run in another thread, since it reads
+        only that frame and this tracker's (fixed) config."""
         if isinstance(chunk.frames, np.ndarray) or not all(hasattr(f, "region") for f in chunk.frames):
             arr = np.asarray(chunk.frames)
             if arr.ndim != 4 or arr.shape[-1] != 3 or arr.dtype != np.uint8:
@@ -415,8 +452,31 @@ class FaceTracker:
                 self._hw = (f.h, f.w)
             elif (f.h, f.w) != self._hw:
                 raise ValueError(f"frame size changed from {self._hw} to {(f.h, f.w)}")
+        self._schedule_scan(chunk.start, frames)
         rows = [self._step(chunk.start + j, f) for j, f in enumerate(frames)]
         self._next = chunk.start + len(frames)
+        for t in [t for t in self._scans if t < self._next]:  # the schedule moved (a lost track scanned
+            del self._scans[t]  # earlier): not needed
+        return rows
+
+    def look_ahead(self, chunk) -> None:
+        """``chunk`` will follow the next one: with ``scan_ahead``, a full-frame scan due in it starts now
+        (a scan takes longer than tracking part of a chunk). Changes no result."""
+        self._schedule_scan(chunk.start, as_frames(chunk.frames))
+
+    def _schedule_scan(self, start: int, frames: list) -> None:
+        if self._scan_pool is None or self._track is None:
+            return
+        t = self._last_full + self.config.full_detect_every
+        if start <= t < start + len(frames) and t not in self._scans:
+            self._scans[t] = self._scan_pool.submit(self._scan, _View(frames[t - start], self.backend))
+
+    def crop(self, rows: list[dict]) -> list[dict]:
+        """Rows from :meth:`track` with their ``placement`` replaced by the ``crop``, in place."""
+        c = self.config
+        for r in rows:
+            frame, affine = r.pop("placement")
+            r["crop"] = crop_frame(frame, affine, c.crop_size, c.border)
         return rows
 
     def summary(self) -> dict:
@@ -437,4 +497,4 @@ class FaceTracker:
         }
 
 
-__all__ = ["FaceTracker", "box_iou"]
+__all__ = ["FaceTracker", "box_iou", "scan_pool"]

@@ -128,6 +128,64 @@ def test_chunked_processing_equals_whole_clip(input4_frames):
         whole.process(FrameChunk(100, frames[:2]))
 
 
+def _rows_equal(rows, ref):
+    assert len(rows) == len(ref)
+    for a, b in zip(rows, ref):
+        assert a.keys() == b.keys()
+        for k in a:
+            if a[k] is None or isinstance(a[k], (bool, int)):
+                assert a[k] == b[k], (k, a["frame_index"])
+            else:
+                assert np.array_equal(a[k], b[k]), (k, a["frame_index"])
+
+
+def test_scans_ahead_and_crops_apart_give_the_same_rows(videos_dir):
+    """Prep's way of running the tracker -- YUV frames, full-frame scans started a chunk ahead in the scan
+    thread, crops made later from ``track`` rows -- gives exactly ``process``'s rows, and the scans ahead
+    were used (not all discarded)."""
+    from prep.media import iter_planar
+
+    path = videos_dir / "w2l_input4.mp4"
+    cfg = FaceConfig(detect_every=5, full_detect_every=12)
+    chunks = list(iter_planar(path, chunk_size=8, stop=120))
+    ref_tracker = FaceTracker(cfg)
+    ref = [r for ch in chunks for r in ref_tracker.process(ch)]
+    tracker = FaceTracker(cfg, scan_ahead=True)
+    rows = []
+    for i, ch in enumerate(chunks):
+        if i + 1 < len(chunks):
+            tracker.look_ahead(chunks[i + 1])
+        tracked = tracker.track(ch)
+        assert all("crop" not in r and "placement" in r for r in tracked)
+        rows += tracker.crop(tracked)
+    _rows_equal(rows, ref)
+    assert tracker.summary() == ref_tracker.summary()
+    assert ref_tracker.summary()["full_detections"] >= 8
+    assert tracker.scans_ahead_used >= ref_tracker.summary()["full_detections"] - 2  # all but acquisitions
+    assert ref_tracker.scans_ahead_used == 0
+
+
+def test_every_threads_hog_detector_finds_the_same_boxes(videos_dir):
+    """dlib's HOG detector is built once per process; other threads get a copy of it (unpickled)."""
+    import threading
+
+    from prep.faces.backends import thread_detector
+
+    grey = cv2.cvtColor(read_frames(videos_dir / "latentsync_demo1.mp4", stop=1)[0], cv2.COLOR_RGB2GRAY)
+    grey = cv2.resize(grey, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
+    mine = thread_detector("hog")
+    got = {}
+    t = threading.Thread(target=lambda: got.update(det=thread_detector("hog"), out=thread_detector("hog").run(grey, 0, 0.0)))
+    t.start()
+    t.join()
+    assert got["det"] is not mine and thread_detector("hog") is mine
+    rects, scores, _ = mine.run(grey, 0, 0.0)
+    assert len(rects) == 1
+    assert [(r.left(), r.top(), r.right(), r.bottom()) for r in got["out"][0]] == \
+        [(r.left(), r.top(), r.right(), r.bottom()) for r in rects]
+    assert got["out"][1] == scores
+
+
 def test_small_faces_are_found_by_choosing_the_detection_scale(videos_dir):
     frame = read_frames(videos_dir / "latentsync_demo1.mp4", stop=1)[0]  # 1080x1920, face ~190 px box
     backend = get_backend("dlib")
