@@ -76,8 +76,9 @@ class PrepSummary:
 
 # ---------------------------------------------------------------- the first task of every clip
 
-def start_clip(it: InputItem, cfg: PrepConfig, work_root: str, sync_scorer=None) -> dict:
-    """Probe a clip; process it in this task when short, else return its segment plan."""
+def start_clip(it: InputItem, cfg: PrepConfig, work_root: str, sync_scorer=None, finalize_in=None):
+    """Probe a clip; process it in this task when short, else return its segment plan. With ``finalize_in``
+    a short clip's finalising goes there (see :func:`prep.pipeline.process_clip`)."""
     try:
         info = media.probe(it.source_path)
         if not info.has_audio:
@@ -90,16 +91,60 @@ def start_clip(it: InputItem, cfg: PrepConfig, work_root: str, sync_scorer=None)
     src = {"width": info.width, "height": info.height, "src_fps": info.src_fps, "video_codec": info.video_codec}
     bounds = segment_bounds(info.est_num_frames, cfg.segment_frames)
     if len(bounds) == 1:
-        return process_clip(it, cfg, work_root, src, sync_scorer)
+        return process_clip(it, cfg, work_root, src, sync_scorer, finalize_in)
     return {"status": "segment", "bounds": bounds, "src_info": src}
 
 
+def _run_inline(executor: Executor, items: list[InputItem], cfg: PrepConfig, work_root: str, on_done,
+                sync_scorer=None) -> None:
+    """The inline job: one clip after another in this thread, each short clip's finalising (audio features,
+    3DMM fit, QA, sync QA, the commit) in a second thread while the next clip is decoded and tracked. At
+    most one clip is being finalised; ``on_done`` is called in input order, here. Long clips run their
+    segments and finalising here, in turn. The same functions make the same files as a Dask worker's."""
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    pending: list = []  # [(item, Future)] of the clip being finalised
+
+    def collect():
+        for it, fut in pending:
+            try:
+                res = fut.result()
+            except Exception as e:  # noqa: BLE001 - as a crashed task of a worker
+                res = failure_record(it, e, stage="worker")
+            on_done(it, res)
+        pending.clear()
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="talkbench-finalize") as finalizer:
+        try:
+            for it in items:
+                try:
+                    res = start_clip(it, cfg, work_root, sync_scorer, finalize_in=finalizer)
+                except Exception as e:  # noqa: BLE001
+                    res = failure_record(it, e, stage="worker")
+                collect()  # the previous clip's finalising ran while this one was tracked
+                if isinstance(res, Future):
+                    pending.append((it, res))
+                    continue
+                if res.get("status") == "segment":
+                    _run_tasks(executor, [it], cfg, work_root, on_done, sync_scorer, planned={it.key: res})
+                    continue
+                on_done(it, res)
+        finally:
+            collect()
+
+
 def _run_tasks(executor: Executor, items: list[InputItem], cfg: PrepConfig, work_root: str, on_done,
-               sync_scorer=None) -> None:
-    """One ``start_clip`` task per clip; a long clip's plan becomes segment tasks + a finalising task."""
+               sync_scorer=None, planned: dict | None = None) -> None:
+    """One ``start_clip`` task per clip; a long clip's plan becomes segment tasks + a finalising task.
+    ``planned``: {key: plan} of clips whose ``start_clip`` already ran (inline)."""
+    if executor.inline and planned is None:
+        return _run_inline(executor, items, cfg, work_root, on_done, sync_scorer)
     by_key, futures = {}, []
     for it in items:
-        f = executor.submit(start_clip, it, cfg, work_root, sync_scorer, key=f"start-{it.key}", retries=2)
+        if planned and it.key in planned:
+            f = executor.submit(lambda plan: plan, planned[it.key], key=f"start-{it.key}")
+        else:
+            f = executor.submit(start_clip, it, cfg, work_root, sync_scorer, key=f"start-{it.key}", retries=2)
         by_key[f.key] = it
         futures.append(f)
     done = executor.as_completed(futures)

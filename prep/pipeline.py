@@ -208,12 +208,27 @@ def commit_failure(item: InputItem, record: dict, work_root: str) -> dict:
     return record
 
 
-def process_clip(it: InputItem, cfg: PrepConfig, work_root: str, src_info: dict, sync_scorer=None) -> dict:
-    """A short clip in one task: one in-memory segment, then finalise. Failures become a committed record."""
+def process_clip(it: InputItem, cfg: PrepConfig, work_root: str, src_info: dict, sync_scorer=None,
+                 finalize_in=None):
+    """A short clip in one task: one in-memory segment, then finalise. Failures become a committed record.
+
+    With ``finalize_in`` (an executor: the inline job's finalising thread) the finalising is submitted
+    there and its Future returned, so the caller can go on to the next clip meanwhile."""
     try:
         seg = process_segment(it, 0, None, cfg, work_root, write=False)
-        return finalize_clip(it, [seg], cfg, work_root, src_info, sync_scorer)
     except Exception as e:  # noqa: BLE001 — every error is data; the job goes on
+        log.debug("clip %s failed", it.clip_id, exc_info=True)
+        return commit_failure(it, failure_record(it, e), work_root)
+    if finalize_in is not None:
+        return finalize_in.submit(_finalize_or_fail, it, seg, cfg, work_root, src_info, sync_scorer)
+    return _finalize_or_fail(it, seg, cfg, work_root, src_info, sync_scorer)
+
+
+def _finalize_or_fail(it: InputItem, seg: dict, cfg: PrepConfig, work_root: str, src_info: dict,
+                      sync_scorer=None) -> dict:
+    try:
+        return finalize_clip(it, [seg], cfg, work_root, src_info, sync_scorer)
+    except Exception as e:  # noqa: BLE001
         log.debug("clip %s failed", it.clip_id, exc_info=True)
         return commit_failure(it, failure_record(it, e), work_root)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from talkbase.weights import WeightsNotFound, dlib_model
+from talkbase.weights import WeightsNotFound, cache_dir, dlib_model
 
 log = logging.getLogger(__name__)
 
@@ -62,18 +62,50 @@ _HOG_LOCK = threading.Lock()
 
 def _hog_detector():
     """A HOG detector object of its own for the calling thread. dlib builds its built-in model from an
-    embedded archive in ~0.26 s, holding the GIL: that is done once per process; every further copy is
-    unpickled from this process's own first one (~1 ms, the same model: same boxes and scores)."""
+    embedded archive in ~0.26 s, holding the GIL: a process does that at most once (none once the cache
+    holds the model, see :func:`_built_in_hog`); every further copy is unpickled from this process's own
+    first one (~1 ms, the same model: same boxes and scores)."""
     import pickle
-
-    import dlib
 
     with _HOG_LOCK:
         if "bytes" not in _HOG_STATE:
-            det = dlib.get_frontal_face_detector()
+            det = _built_in_hog()
             _HOG_STATE["bytes"] = pickle.dumps(det)
             return det
     return pickle.loads(_HOG_STATE["bytes"])  # noqa: S301 - bytes this process pickled itself
+
+
+def hog_cache_path() -> Path:
+    import dlib
+
+    return cache_dir() / "dlib" / f"frontal_face_detector-dlib{dlib.__version__}.svm"
+
+
+def _built_in_hog():
+    """dlib's built-in frontal face detector. The first build is saved in the cache dir in dlib's own format
+    (data, not code) with its sha256 beside it; later processes load that (~1 ms, the same model). A file
+    whose digest does not match, or that dlib cannot read, is rebuilt; an unwritable cache is skipped."""
+    import dlib
+
+    from talkbase.fileio import atomic_write_text, commit_temp, sha256_bytes, temp_path
+
+    path = hog_cache_path()
+    digest = path.with_name(path.name + ".sha256")
+    try:
+        if digest.read_text().strip() == sha256_bytes(path.read_bytes()):
+            return dlib.fhog_object_detector(str(path))
+    except (OSError, RuntimeError, ValueError):
+        pass
+    det = dlib.get_frontal_face_detector()
+    try:
+        tmp = temp_path(path)
+        det.save(str(tmp))
+        data = tmp.read_bytes()
+        commit_temp(tmp, path)
+        atomic_write_text(digest, sha256_bytes(data) + "\n")
+    except (OSError, RuntimeError):
+        log.debug("could not cache dlib's HOG detector in %s", path, exc_info=True)
+    return det
 
 
 def preload(detector: str = "hog") -> None:

@@ -186,6 +186,25 @@ def test_every_threads_hog_detector_finds_the_same_boxes(videos_dir):
     assert got["out"][1] == scores
 
 
+def test_hog_detector_cache_gives_the_same_detector_and_survives_a_bad_file(videos_dir, tmp_path, monkeypatch):
+    from prep.faces import backends
+
+    monkeypatch.setenv("TALKBENCH_CACHE", str(tmp_path))
+    grey = cv2.cvtColor(read_frames(videos_dir / "w2l_input4.mp4", stop=1)[0], cv2.COLOR_RGB2GRAY)
+    path = backends.hog_cache_path()
+    assert tmp_path in path.parents and not path.exists()
+    built = backends._built_in_hog()  # built from dlib's archive, then saved
+    assert path.exists()
+    loaded = backends._built_in_hog()  # from the cache file
+    def boxes(det):
+        rects, scores, _ = det.run(grey, 0, 0.0)
+        return [(r.left(), r.top(), r.right(), r.bottom()) for r in rects], scores
+    assert boxes(loaded) == boxes(built) and len(boxes(built)[0]) == 1
+    path.write_bytes(path.read_bytes()[:1000])  # truncated: the digest no longer matches -> rebuilt, rewritten
+    assert boxes(backends._built_in_hog()) == boxes(built)
+    assert path.stat().st_size > 100_000
+
+
 def test_small_faces_are_found_by_choosing_the_detection_scale(videos_dir):
     frame = read_frames(videos_dir / "latentsync_demo1.mp4", stop=1)[0]  # 1080x1920, face ~190 px box
     backend = get_backend("dlib")

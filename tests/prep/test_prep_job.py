@@ -296,3 +296,39 @@ def test_external_scheduler_with_two_workers_one_killed(prepped, mixed_input, tm
             except ProcessLookupError:
                 pass
         sched.kill()
+
+
+def test_inline_job_finalises_a_clip_while_the_next_is_tracked(videos_dir, tmp_path, monkeypatch):
+    """Inline, clip k's finalising runs in its own thread while clip k+1 is decoded and tracked: the first
+    clip's finalising waits here until the second clip's tracking has started (it would time out if the
+    job ran them one after another), and clips are still reported in input order with every row."""
+    import threading
+
+    from prep import pipeline
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in ("a", "b"):
+        _cut(videos_dir / "w2l_input4.mp4", src / f"{name}.mp4", 0, 40)
+    second_started, seen = threading.Event(), []
+    segment, finalize = pipeline.process_segment, pipeline.finalize_clip
+
+    def tracked(it, *a, **k):
+        if it.clip_id == "b":
+            second_started.set()
+        return segment(it, *a, **k)
+
+    def finalised(it, *a, **k):
+        seen.append((it.clip_id, threading.current_thread().name))
+        if it.clip_id == "a":
+            seen.append(("b started", second_started.wait(60)))
+        return finalize(it, *a, **k)
+
+    monkeypatch.setattr(pipeline, "process_segment", tracked)
+    monkeypatch.setattr(pipeline, "finalize_clip", finalised)
+    s = run_prep(src, tmp_path / "out", FAST, scheduler="inline", progress=False)
+    assert (s.ok, s.failed) == (2, 0)
+    assert seen[1] == ("b started", True)
+    assert [c for c, _ in seen if c in ("a", "b")] == ["a", "b"]
+    assert all(name.startswith("talkbench-finalize") for c, name in seen if c in ("a", "b"))
+    assert sorted(read_clips(tmp_path / "out")["clip_id"].to_pylist()) == ["a", "b"]
