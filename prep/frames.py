@@ -120,6 +120,13 @@ class YUVFrame:
                                               threads=1).to_ndarray()
 
 
+def convert_ahead(frame, box) -> None:
+    """Convert the region ``box`` (x0, y0, x1, y1 floats) of a YUV frame now, so later reads inside it are
+    served from the converted pixels (a decoder thread does this for the tracker); other frames: nothing."""
+    if isinstance(frame, YUVFrame) and box is not None:
+        frame.region(*clip_box(frame, *box))
+
+
 def from_av(frame):
     """The prep frame of a decoded ``av.VideoFrame``."""
     if frame.format.name in YUV_FORMATS and frame.width % 2 == 0 and frame.height % 2 == 0 \
@@ -144,4 +151,4 @@ def clip_box(frame, x0: float, y0: float, x1: float, y1: float) -> tuple[int, in
     return ix0, iy0, max(ix1, ix0 + 1), max(iy1, iy0 + 1)
 
 
-__all__ = ["ArrayFrame", "YUVFrame", "from_av", "as_frames", "clip_box", "YUV_FORMATS"]
+__all__ = ["ArrayFrame", "YUVFrame", "from_av", "as_frames", "clip_box", "convert_ahead", "YUV_FORMATS"]

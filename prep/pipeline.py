@@ -22,6 +22,7 @@ from . import media, qa
 from .config import PrepConfig
 from .errors import FaceError, MediaError, TalkbenchError
 from .failures import TRANSIENT_STAGE, is_transient
+from .frames import convert_ahead
 from .inputs import InputItem
 from .shards import encode_crop, frames_table, write_table_atomic
 
@@ -133,8 +134,13 @@ def process_segment(it: InputItem, start: int, stop: int | None, cfg: PrepConfig
 
     def decoded():  # decoding and the shot detector run a chunk ahead, in a thread (both mostly GIL-free)
         for chunk in media.iter_planar(it.source_path, chunk_size=cfg.chunk_size, start=first, stop=stop):
-            yield chunk, [detector.feed(chunk.start + j, f) if detector is not None else False
-                          for j, f in enumerate(chunk.frames)]
+            cut_flags = [detector.feed(chunk.start + j, f) if detector is not None else False
+                         for j, f in enumerate(chunk.frames)]
+            tracker = state["tracker"]  # the region the face was last seen in, converted here (GIL-free)
+            region = None if tracker is None else tracker.face_region
+            for f in chunk.frames:
+                convert_ahead(f, region)
+            yield chunk, cut_flags
 
     # the crops are warped, encoded and blur-scored a chunk behind the tracker, in one thread (in order);
     # scheduled full-frame face scans start in another as their chunk arrives (FaceTracker's scan_ahead)

@@ -198,6 +198,7 @@ def scan_pool():
 
 
 LANDMARK_MARGIN = 0.7  # region around the box the landmark model (and the appearance crop) may read
+REGION_AHEAD_MARGIN = 1.0  # FaceTracker.face_region: the box grown by this x its side on every side
 
 
 class FaceTracker:
@@ -236,6 +237,10 @@ class FaceTracker:
         self._scan_pool = scan_pool() if scan_ahead and getattr(backend, "concurrent_detect", False) else None
         self._scans: dict = {}  # frame index -> Future of (prepared frame, detections)
         self.scans_ahead_used = 0
+        # where the face was at the end of the last chunk, grown to cover what the next frames' landmarks,
+        # appearance and crop read if the face stays near: the decoder converts that region of frames it
+        # decodes ahead (prep.pipeline), so the tracker finds it converted (same pixels either way)
+        self.face_region = None
         # clip statistics
         self._n = 0
         self._found = 0
@@ -455,6 +460,13 @@ class FaceTracker:
         self._schedule_scan(chunk.start, frames)
         rows = [self._step(chunk.start + j, f) for j, f in enumerate(frames)]
         self._next = chunk.start + len(frames)
+        track = self._track
+        if track is None or track.affine is None:
+            self.face_region = None
+        else:
+            box = track.predicted_box()
+            grow = REGION_AHEAD_MARGIN * (box[2] - box[0])
+            self.face_region = (box[0] - grow, box[1] - grow, box[2] + grow, box[3] + grow)
         for t in [t for t in self._scans if t < self._next]:  # the schedule moved (a lost track scanned
             del self._scans[t]  # earlier): not needed
         return rows

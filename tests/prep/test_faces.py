@@ -141,24 +141,31 @@ def _rows_equal(rows, ref):
 
 def test_scans_ahead_and_crops_apart_give_the_same_rows(videos_dir):
     """Prep's way of running the tracker -- YUV frames, full-frame scans started a chunk ahead in the scan
-    thread, crops made later from ``track`` rows -- gives exactly ``process``'s rows, and the scans ahead
-    were used (not all discarded)."""
+    thread, the last face region of the next frames converted ahead, crops made later from ``track`` rows
+    -- gives exactly ``process``'s rows (on frames decoded apart: no shared conversions), and the scans
+    ahead were used (not all discarded)."""
+    from prep.frames import convert_ahead
     from prep.media import iter_planar
 
     path = videos_dir / "w2l_input4.mp4"
     cfg = FaceConfig(detect_every=5, full_detect_every=12)
-    chunks = list(iter_planar(path, chunk_size=8, stop=120))
     ref_tracker = FaceTracker(cfg)
-    ref = [r for ch in chunks for r in ref_tracker.process(ch)]
+    ref = [r for ch in iter_planar(path, chunk_size=8, stop=120) for r in ref_tracker.process(ch)]
+    chunks = list(iter_planar(path, chunk_size=8, stop=120))
     tracker = FaceTracker(cfg, scan_ahead=True)
-    rows = []
+    rows, converted = [], 0
     for i, ch in enumerate(chunks):
         if i + 1 < len(chunks):
             tracker.look_ahead(chunks[i + 1])
         tracked = tracker.track(ch)
         assert all("crop" not in r and "placement" in r for r in tracked)
         rows += tracker.crop(tracked)
+        if i + 2 < len(chunks) and tracker.face_region is not None:  # as the decoder thread does, 2 ahead
+            for f in chunks[i + 2].frames:
+                convert_ahead(f, tracker.face_region)
+                converted += len(f._cache)
     _rows_equal(rows, ref)
+    assert converted >= 8 * (len(chunks) - 3)
     assert tracker.summary() == ref_tracker.summary()
     assert ref_tracker.summary()["full_detections"] >= 8
     assert tracker.scans_ahead_used >= ref_tracker.summary()["full_detections"] - 2  # all but acquisitions
