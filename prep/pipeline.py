@@ -102,6 +102,7 @@ def process_segment(it: InputItem, start: int, stop: int | None, cfg: PrepConfig
     :mod:`prep.finalize` applies the detector's minimum shot length and renames rows per shot.
     """
     from .faces import FaceTracker
+    from .faces.tracking import make_backend, scan_ahead
     from .shots import ShotDetector
 
     limit_process_threads()  # one thread per task: numbers must not depend on the worker's thread count
@@ -120,16 +121,20 @@ def process_segment(it: InputItem, start: int, stop: int | None, cfg: PrepConfig
             row["clip_id"] = it.clip_id
             rows.append(row)
 
+    backend = make_backend(cfg.faces, cfg.device)  # one for the segment's trackers
+
     def track(chunk, lo: int, hi: int):
         if hi > lo:
             tracker = state["tracker"]
             tracked = tracker.track(media.FrameChunk(chunk.start + lo, chunk.frames[lo:hi]))
             out.submit(output, tracker, tracked, pieces[-1]["blur"])
 
-    def new_piece(t: int):
+    def new_piece(t: int, scan=None):
         if state["tracker"] is not None:
             pieces[-1].update(state["tracker"].summary())
-        state["tracker"] = FaceTracker(cfg.faces, device=cfg.device, scan_ahead=True)
+        state["tracker"] = FaceTracker(cfg.faces, backend=backend, scan_ahead=True)
+        if scan is not None:
+            state["tracker"].expect_scan(t, scan)
         pieces.append({"start": t, "blur": []})
 
     def decoded():  # decoding and the shot detector run a chunk ahead, in a thread (both mostly GIL-free)
@@ -140,12 +145,15 @@ def process_segment(it: InputItem, start: int, stop: int | None, cfg: PrepConfig
             region = None if tracker is None else tracker.face_region
             for f in chunk.frames:
                 convert_ahead(f, region)
-            yield chunk, cut_flags
+            # a new shot's tracker starts with a full-frame scan: it starts now, in the scan thread
+            scans = {chunk.start + j: scan_ahead(f, cfg.faces, backend) for j, f in enumerate(chunk.frames)
+                     if chunk.start + j == start or (cut_flags[j] and chunk.start + j > start)}
+            yield chunk, cut_flags, scans
 
     # the crops are warped, encoded and blur-scored a chunk behind the tracker, in one thread (in order);
     # scheduled full-frame face scans start in another as their chunk arrives (FaceTracker's scan_ahead)
     with SerialWorker(depth=2, name="talkbench-crops") as out:
-        for (chunk, cut_flags), following in _with_next(prefetch(decoded(), depth=2)):
+        for (chunk, cut_flags, scans), following in _with_next(prefetch(decoded(), depth=2)):
             if following is not None and state["tracker"] is not None:
                 state["tracker"].look_ahead(following[0])
             lo = 0
@@ -157,7 +165,7 @@ def process_segment(it: InputItem, start: int, stop: int | None, cfg: PrepConfig
                     track(chunk, lo, j)
                     if cut:
                         cuts.append(t)
-                    new_piece(t)
+                    new_piece(t, scans.get(t))
                     lo = j
             track(chunk, lo, len(chunk.frames))
     if state["tracker"] is not None:

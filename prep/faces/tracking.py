@@ -183,6 +183,29 @@ def crop_frame(frame, affine: np.ndarray, size: int, border: str) -> np.ndarray:
     return align.warp_crop(frame.region(x0, y0, x1, y1), shifted, size, border)
 
 
+def make_backend(config: FaceConfig, device: str = "auto"):
+    """The face backend ``config`` names (``device``: an execution setting, PrepConfig.device; dlib ignores it)."""
+    from .backends import get_backend
+
+    kw = ({"detector": config.detector, "score_threshold": config.score_threshold}
+          if config.backend == "dlib" else {"device": device})
+    return get_backend(config.backend, **kw)
+
+
+def full_scan(view: "_View", config: FaceConfig, backend) -> tuple[np.ndarray, np.ndarray]:
+    """(prepared whole frame, detections) of a full-frame scan of a frame view."""
+    scale = config.detection_scale((view.h, view.w), backend.min_face_px)
+    return view.full(), backend.detect([view.full()], scale=scale)[0]
+
+
+def scan_ahead(frame, config: FaceConfig, backend):
+    """A Future of the full-frame scan of ``frame`` in the scan thread, or None where the backend's
+    detector cannot run beside the tracker's (see ``concurrent_detect``)."""
+    if not getattr(backend, "concurrent_detect", False):
+        return None
+    return scan_pool().submit(full_scan, _View(frame, backend), config, backend)
+
+
 _SCAN_POOL: list = []
 _SCAN_LOCK = threading.Lock()
 
@@ -213,14 +236,7 @@ class FaceTracker:
     def __init__(self, config: FaceConfig | None = None, backend=None, device: str = "auto",
                  scan_ahead: bool = False):
         self.config = config or FaceConfig()
-        if backend is None:
-            from .backends import get_backend
-
-            # device is an execution setting (PrepConfig.device), not face content: dlib ignores it
-            kw = ({"detector": self.config.detector, "score_threshold": self.config.score_threshold}
-                  if self.config.backend == "dlib" else {"device": device})
-            backend = get_backend(self.config.backend, **kw)
-        self.backend = backend
+        self.backend = backend = backend if backend is not None else make_backend(self.config, device)
         c = self.config
         self._f_centre = OneEuroFilter(c.pose_min_cutoff, c.pose_beta, c.d_cutoff)
         self._f_shape = OneEuroFilter(c.pose_min_cutoff, c.pose_beta, c.d_cutoff)
@@ -255,9 +271,13 @@ class FaceTracker:
     # ------------------------------------------------------------ detection
 
     def _scan(self, view: _View) -> tuple[np.ndarray, np.ndarray]:
-        """(prepared whole frame, detections) of a full-frame scan."""
-        scale = self.config.detection_scale((view.h, view.w), self.backend.min_face_px)
-        return view.full(), self.backend.detect([view.full()], scale=scale)[0]
+        return full_scan(view, self.config, self.backend)
+
+    def expect_scan(self, t: int, scan) -> None:
+        """``scan``, a Future of :func:`scan_ahead` for frame ``t`` (e.g. the first frame of a shot, started
+        by the decoder), is used if this tracker scans frame ``t``."""
+        if self._scan_pool is not None:
+            self._scans[t] = scan
 
     def _detect_full(self, view: _View, t: int) -> np.ndarray:
         ahead = self._scans.pop(t, None)
@@ -481,7 +501,7 @@ class FaceTracker:
             return
         t = self._last_full + self.config.full_detect_every
         if start <= t < start + len(frames) and t not in self._scans:
-            self._scans[t] = self._scan_pool.submit(self._scan, _View(frames[t - start], self.backend))
+            self._scans[t] = scan_ahead(frames[t - start], self.config, self.backend)
 
     def crop(self, rows: list[dict]) -> list[dict]:
         """Rows from :meth:`track` with their ``placement`` replaced by the ``crop``, in place."""
@@ -509,4 +529,4 @@ class FaceTracker:
         }
 
 
-__all__ = ["FaceTracker", "box_iou", "scan_pool"]
+__all__ = ["FaceTracker", "box_iou", "scan_pool", "scan_ahead", "full_scan", "make_backend"]
