@@ -191,7 +191,7 @@ def warm_process(backend: str = "dlib", detector: str = "hog") -> None:
 
     if backend == "dlib":
         from .faces.backends import preload, thread_detector
-        from .faces.tracking import scan_pool
+        from .faces.scans import scan_pool
 
         preload(detector)
         scan_pool().submit(thread_detector, detector)  # the scan thread's own detector, built now

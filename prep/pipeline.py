@@ -102,7 +102,7 @@ def process_segment(it: InputItem, start: int, stop: int | None, cfg: PrepConfig
     :mod:`prep.finalize` applies the detector's minimum shot length and renames rows per shot.
     """
     from .faces import FaceTracker
-    from .faces.tracking import make_backend, scan_ahead
+    from .faces.scans import make_backend, scan_ahead
     from .shots import ShotDetector
 
     limit_process_threads()  # one thread per task: numbers must not depend on the worker's thread count

@@ -40,13 +40,13 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
 
 import numpy as np
 
 from ..frames import as_frames, clip_box
 from . import align
 from .config import FaceConfig
+from .scans import View, full_scan, make_backend, scan_ahead, scan_pool
 from .smoothing import OneEuroFilter
 
 log = logging.getLogger(__name__)
@@ -138,34 +138,6 @@ def rescale_affine(affine: np.ndarray, size: int, new_size: int) -> np.ndarray:
     return out
 
 
-class _View:
-    """One frame (a :mod:`prep.frames` frame) as the backend sees it (``backend.prepare``), converted lazily:
-    the whole frame only for a full-frame scan, otherwise just the regions that detection, landmarks and
-    appearance read (``prepare`` is per pixel, so a region equals the same region of the prepared whole
-    frame; a YUV frame converts only those regions, bit for bit as the whole frame would convert)."""
-
-    def __init__(self, frame, backend):
-        self.frame, self.backend, self._full = frame, backend, None
-        self.h, self.w = frame.h, frame.w
-
-    def full(self) -> np.ndarray:
-        if self._full is None:
-            self._full = self.backend.prepare(self.frame.full())
-        return self._full
-
-    def region(self, x0: float, y0: float, x1: float, y1: float):
-        """(prepared region, (x0, y0)) of the frame box [x0, x1) x [y0, y1), clipped to the frame."""
-        x0, y0, x1, y1 = clip_box(self.frame, x0, y0, x1, y1)
-        if self._full is not None:
-            return np.ascontiguousarray(self._full[y0:y1, x0:x1]), (x0, y0)
-        return self.backend.prepare(self.frame.region(x0, y0, x1, y1)), (x0, y0)  # prepare copies as it needs
-
-    def around(self, box: np.ndarray, margin: float):
-        """The region of ``box`` grown by ``margin`` x its side on every side."""
-        grow = margin * max(box[2] - box[0], box[3] - box[1])
-        return self.region(box[0] - grow, box[1] - grow, box[2] + grow, box[3] + grow)
-
-
 def crop_frame(frame, affine: np.ndarray, size: int, border: str) -> np.ndarray:
     """The aligned crop of a :mod:`prep.frames` frame, warped from the region under it (plus a margin for
     the bilinear kernel and, for ``reflect``, the mirrored strip): the RGB of a YUV frame is needed there
@@ -181,43 +153,6 @@ def crop_frame(frame, affine: np.ndarray, size: int, border: str) -> np.ndarray:
     shifted = np.asarray(affine, np.float64).copy()
     shifted[:, 2] += shifted[:, :2] @ np.array([x0, y0], np.float64)
     return align.warp_crop(frame.region(x0, y0, x1, y1), shifted, size, border)
-
-
-def make_backend(config: FaceConfig, device: str = "auto"):
-    """The face backend ``config`` names (``device``: an execution setting, PrepConfig.device; dlib ignores it)."""
-    from .backends import get_backend
-
-    kw = ({"detector": config.detector, "score_threshold": config.score_threshold}
-          if config.backend == "dlib" else {"device": device})
-    return get_backend(config.backend, **kw)
-
-
-def full_scan(view: "_View", config: FaceConfig, backend) -> tuple[np.ndarray, np.ndarray]:
-    """(prepared whole frame, detections) of a full-frame scan of a frame view."""
-    scale = config.detection_scale((view.h, view.w), backend.min_face_px)
-    return view.full(), backend.detect([view.full()], scale=scale)[0]
-
-
-def scan_ahead(frame, config: FaceConfig, backend):
-    """A Future of the full-frame scan of ``frame`` in the scan thread, or None where the backend's
-    detector cannot run beside the tracker's (see ``concurrent_detect``)."""
-    if not getattr(backend, "concurrent_detect", False):
-        return None
-    return scan_pool().submit(full_scan, _View(frame, backend), config, backend)
-
-
-_SCAN_POOL: list = []
-_SCAN_LOCK = threading.Lock()
-
-
-def scan_pool():
-    """The process's one thread for full-frame scans ahead of the trackers (it keeps its own detector)."""
-    with _SCAN_LOCK:
-        if not _SCAN_POOL:
-            from concurrent.futures import ThreadPoolExecutor
-
-            _SCAN_POOL.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="talkbench-scans"))
-        return _SCAN_POOL[0]
 
 
 LANDMARK_MARGIN = 0.7  # region around the box the landmark model (and the appearance crop) may read
@@ -270,7 +205,7 @@ class FaceTracker:
 
     # ------------------------------------------------------------ detection
 
-    def _scan(self, view: _View) -> tuple[np.ndarray, np.ndarray]:
+    def _scan(self, view: View) -> tuple[np.ndarray, np.ndarray]:
         return full_scan(view, self.config, self.backend)
 
     def expect_scan(self, t: int, scan) -> None:
@@ -279,7 +214,7 @@ class FaceTracker:
         if self._scan_pool is not None:
             self._scans[t] = scan
 
-    def _detect_full(self, view: _View, t: int) -> np.ndarray:
+    def _detect_full(self, view: View, t: int) -> np.ndarray:
         ahead = self._scans.pop(t, None)
         if ahead is not None:  # started ahead on a view of its own: this view takes its prepared frame
             view._full, dets = ahead.result()
@@ -291,7 +226,7 @@ class FaceTracker:
         self._num_faces = len(dets)
         return dets
 
-    def _detect_roi(self, view: _View, box: np.ndarray) -> np.ndarray:
+    def _detect_roi(self, view: View, box: np.ndarray) -> np.ndarray:
         c = self.config
         side = max(box[2] - box[0], box[3] - box[1])
         self._n_roi += 1
@@ -304,7 +239,7 @@ class FaceTracker:
         dets[:, [1, 3]] += y0
         return dets
 
-    def _landmarks(self, view: _View, box: np.ndarray):
+    def _landmarks(self, view: View, box: np.ndarray):
         """Landmarks in the box (read from a region around it) and the region, for the appearance crop."""
         img, origin = view.around(box, LANDMARK_MARGIN)
         local = np.asarray(box[:4], np.float64) - [origin[0], origin[1], origin[0], origin[1]]
@@ -322,7 +257,7 @@ class FaceTracker:
 
     # ------------------------------------------------------------ one frame
 
-    def _acquire(self, view: _View, dets: np.ndarray, t: int):
+    def _acquire(self, view: View, dets: np.ndarray, t: int):
         """Start a track on the main detection; returns its landmarks, or None without detections."""
         if len(dets) == 0:
             return None
@@ -375,7 +310,7 @@ class FaceTracker:
             return "roi"  # the aligned face drifted away from how it looked when the box was anchored
         return None
 
-    def _face(self, view: _View, t: int):
+    def _face(self, view: View, t: int):
         """Raw landmarks of the main face in this frame and their alignment (or None), updating the track."""
         c = self.config
         track = self._track
@@ -417,7 +352,7 @@ class FaceTracker:
     def _step(self, t: int, frame) -> dict:
         c = self.config
         s = c.crop_size
-        lms, raw = self._face(_View(frame, self.backend), t)
+        lms, raw = self._face(View(frame, self.backend), t)
         self._n += 1
         if lms is None:
             self._prev = None
@@ -529,4 +464,4 @@ class FaceTracker:
         }
 
 
-__all__ = ["FaceTracker", "box_iou", "scan_pool", "scan_ahead", "full_scan", "make_backend"]
+__all__ = ["FaceTracker", "box_iou"]

@@ -144,7 +144,7 @@ def test_scans_ahead_and_crops_apart_give_the_same_rows(videos_dir):
     thread, the last face region of the next frames converted ahead, crops made later from ``track`` rows
     -- gives exactly ``process``'s rows (on frames decoded apart: no shared conversions), and the scans
     ahead were used (not all discarded)."""
-    from prep.faces.tracking import scan_ahead
+    from prep.faces.scans import scan_ahead
     from prep.frames import convert_ahead
     from prep.media import iter_planar
 
