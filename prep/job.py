@@ -22,22 +22,21 @@ from pathlib import Path
 
 from talkbase.executor import Executor
 from talkbase.fileio import atomic_write_json, sha256_file
-from talkbase.threads import keep_freed_memory
 
 from . import media
 from .config import PrepConfig
-from .errors import NoAudioStream, TalkbenchError, UndecodableMedia
+from .errors import TalkbenchError
 from .failures import record_is_transient
 from .finalize import done_clips, done_failures, done_units
 from .inputs import InputItem, collect_inputs_report
 from .lock import OutputLock
 from .output import MANIFEST, NotAPrepOutput, PrepOutput
-from .pipeline import (WorkDir, commit_failure, failure_record, finalize_long_clip, process_clip,
-                       safe_segment, segment_bounds, source_stat)
+from .pipeline import WorkDir, source_stat
 from .schema import SCHEMA_VERSION
 from .splits import SPLIT_RULE
 from .syncqa import manifest_entry, scorer_identity
 from .shards import iter_parquet_tables, rows_to_table, write_shard_set, write_table_atomic
+from .tasks import run_tasks, start_clip, warm_process
 
 log = logging.getLogger(__name__)
 
@@ -72,130 +71,6 @@ class PrepSummary:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-# ---------------------------------------------------------------- the first task of every clip
-
-def start_clip(it: InputItem, cfg: PrepConfig, work_root: str, sync_scorer=None, finalize_in=None):
-    """Probe a clip; process it in this task when short, else return its segment plan. With ``finalize_in``
-    a short clip's finalising goes there (see :func:`prep.pipeline.process_clip`)."""
-    try:
-        info = media.probe(it.source_path)
-        if not info.has_audio:
-            raise NoAudioStream(it.source_path, "no audio stream")
-        too_long = media.check_audio_length(info)
-        if too_long:
-            raise UndecodableMedia(it.source_path, too_long)
-    except Exception as e:  # noqa: BLE001
-        return commit_failure(it, failure_record(it, e), work_root)
-    src = {"width": info.width, "height": info.height, "src_fps": info.src_fps, "video_codec": info.video_codec}
-    bounds = segment_bounds(info.est_num_frames, cfg.segment_frames)
-    if len(bounds) == 1:
-        return process_clip(it, cfg, work_root, src, sync_scorer, finalize_in)
-    return {"status": "segment", "bounds": bounds, "src_info": src}
-
-
-def _run_inline(executor: Executor, items: list[InputItem], cfg: PrepConfig, work_root: str, on_done,
-                sync_scorer=None) -> None:
-    """The inline job: one clip after another in this thread, each short clip's finalising (audio features,
-    3DMM fit, QA, sync QA, the commit) in a second thread while the next clip is decoded and tracked. At
-    most one clip is being finalised; ``on_done`` is called in input order, here. Long clips run their
-    segments and finalising here, in turn. The same functions make the same files as a Dask worker's."""
-    from concurrent.futures import Future, ThreadPoolExecutor
-
-    pending: list = []  # [(item, Future)] of the clip being finalised
-
-    def collect():
-        for it, fut in pending:
-            try:
-                res = fut.result()
-            except Exception as e:  # noqa: BLE001 - as a crashed task of a worker
-                res = failure_record(it, e, stage="worker")
-            on_done(it, res)
-        pending.clear()
-
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="talkbench-finalize") as finalizer:
-        try:
-            for it in items:
-                try:
-                    res = start_clip(it, cfg, work_root, sync_scorer, finalize_in=finalizer)
-                except Exception as e:  # noqa: BLE001
-                    res = failure_record(it, e, stage="worker")
-                collect()  # the previous clip's finalising ran while this one was tracked
-                if isinstance(res, Future):
-                    pending.append((it, res))
-                    continue
-                if res.get("status") == "segment":
-                    _run_tasks(executor, [it], cfg, work_root, on_done, sync_scorer, planned={it.key: res})
-                    continue
-                on_done(it, res)
-        finally:
-            collect()
-
-
-def _run_tasks(executor: Executor, items: list[InputItem], cfg: PrepConfig, work_root: str, on_done,
-               sync_scorer=None, planned: dict | None = None) -> None:
-    """One ``start_clip`` task per clip; a long clip's plan becomes segment tasks + a finalising task.
-    ``planned``: {key: plan} of clips whose ``start_clip`` already ran (inline)."""
-    if executor.inline and planned is None:
-        return _run_inline(executor, items, cfg, work_root, on_done, sync_scorer)
-    by_key, futures = {}, []
-    for it in items:
-        if planned and it.key in planned:
-            f = executor.submit(lambda plan: plan, planned[it.key], key=f"start-{it.key}")
-        else:
-            f = executor.submit(start_clip, it, cfg, work_root, sync_scorer, key=f"start-{it.key}", retries=2)
-        by_key[f.key] = it
-        futures.append(f)
-    done = executor.as_completed(futures)
-    for f in done:
-        it = by_key.pop(f.key)
-        try:
-            res = f.result()
-        except Exception as e:  # noqa: BLE001 - the worker died repeatedly, or the task crashed
-            on_done(it, failure_record(it, e, stage="worker"))
-            continue
-        if res.get("status") == "segment":
-            segs = [executor.submit(safe_segment, it, a, b, cfg, work_root, i, key=f"seg-{it.key}-{i}", retries=2)
-                    for i, (a, b) in enumerate(res["bounds"])]
-            fin = executor.submit(finalize_long_clip, it, segs, cfg, work_root, res["src_info"], sync_scorer,
-                                  key=f"final-{it.key}", retries=2)
-            by_key[fin.key] = it
-            done.add(fin)
-            continue
-        on_done(it, res)
-
-
-# ---------------------------------------------------------------- start-up
-
-def warm_process(backend: str = "dlib", detector: str = "hog") -> None:
-    """Start loading this process's face models and heavy modules in the background (a Dask worker at
-    cluster start, or the inline job before it scans its inputs), so the first task does not pay them."""
-    import threading
-
-    keep_freed_memory()
-
-    def imports():
-        from . import finalize, pipeline, shots  # noqa: F401
-        from .faces import tracking  # noqa: F401
-
-        import cv2  # noqa: F401
-        import scenedetect.detectors  # noqa: F401
-        # what the first clip's tables and finalising import otherwise in the task's thread (~0.5 s):
-        # pyarrow's first array conversion imports pandas; MFCC scipy.fftpack; the 3DMM fit scipy.linalg
-        import pyarrow as pa
-        import python_speech_features  # noqa: F401
-        import scipy.linalg  # noqa: F401
-
-        pa.array([0])
-
-    if backend == "dlib":
-        from .faces.backends import preload, thread_detector
-        from .faces.scans import scan_pool
-
-        preload(detector)
-        scan_pool().submit(thread_detector, detector)  # the scan thread's own detector, built now
-    threading.Thread(target=imports, name="talkbench-warm", daemon=True).start()
 
 
 # ---------------------------------------------------------------- the job
@@ -475,7 +350,7 @@ def _run_locked(items, out: Path, cfg: PrepConfig, t0: float, skipped_files, *, 
         if executor.dashboard_link and bar is not None:
             bar.write(f"Dask dashboard: {executor.dashboard_link}", file=sys.stderr)
         try:
-            _run_tasks(executor, todo, cfg, str(work.root), on_done, sync_scorer)
+            run_tasks(executor, todo, cfg, str(work.root), on_done, sync_scorer)
         finally:
             executor.close()
             if bar is not None:

@@ -171,14 +171,10 @@ class DlibBackend:
         self.detector_name = detector
         self.score_threshold = float(score_threshold)
         self._mmod_path = None if detector == "hog" else str(mmod_path or dlib_model("mmod_human_face_detector.dat"))
-        self._detector = self._thread_detector()
-        self._owner = threading.get_ident()
+        thread_detector(detector, self._mmod_path)  # loaded now: a missing model fails here
         path = str(predictor_path or dlib_model("shape_predictor_68_face_landmarks.dat"))
         self._predictor = _cached(("shape", path), lambda: dlib.shape_predictor(path))
         self._dlib = dlib
-
-    def _thread_detector(self):
-        return thread_detector(self.detector_name, self._mmod_path)
 
     def prepare(self, frame: np.ndarray) -> np.ndarray:
         import cv2
@@ -191,7 +187,7 @@ class DlibBackend:
 
     def detect(self, frames, scale: float = 1.0) -> list[np.ndarray]:
         out = []
-        detector = self._detector if threading.get_ident() == self._owner else self._thread_detector()
+        detector = thread_detector(self.detector_name, self._mmod_path)  # this thread's own
         for frame in frames:
             img = np.ascontiguousarray(_resize(self.prepare(frame), scale))
             if self.detector_name == "hog":

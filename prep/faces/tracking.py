@@ -46,7 +46,7 @@ import numpy as np
 from ..frames import as_frames, clip_box
 from . import align
 from .config import FaceConfig
-from .scans import View, full_scan, make_backend, scan_ahead, scan_pool
+from .scans import View, full_scan, make_backend, scan_ahead
 from .smoothing import OneEuroFilter
 
 log = logging.getLogger(__name__)
@@ -185,7 +185,7 @@ class FaceTracker:
         # with scan_ahead, a scheduled full-frame scan starts when its frame's chunk arrives, in the scan
         # thread (the detector releases the GIL): the same scan of the same pixels, done while the frames
         # before it are tracked. Unused if the schedule moves (a lost track scans earlier).
-        self._scan_pool = scan_pool() if scan_ahead and getattr(backend, "concurrent_detect", False) else None
+        self._scan_ahead = scan_ahead and getattr(backend, "concurrent_detect", False)
         self._scans: dict = {}  # frame index -> Future of (prepared frame, detections)
         self.scans_ahead_used = 0
         # where the face was at the end of the last chunk, grown to cover what the next frames' landmarks,
@@ -205,13 +205,10 @@ class FaceTracker:
 
     # ------------------------------------------------------------ detection
 
-    def _scan(self, view: View) -> tuple[np.ndarray, np.ndarray]:
-        return full_scan(view, self.config, self.backend)
-
     def expect_scan(self, t: int, scan) -> None:
         """``scan``, a Future of :func:`scan_ahead` for frame ``t`` (e.g. the first frame of a shot, started
         by the decoder), is used if this tracker scans frame ``t``."""
-        if self._scan_pool is not None:
+        if self._scan_ahead:
             self._scans[t] = scan
 
     def _detect_full(self, view: View, t: int) -> np.ndarray:
@@ -220,7 +217,7 @@ class FaceTracker:
             view._full, dets = ahead.result()
             self.scans_ahead_used += 1
         else:
-            dets = self._scan(view)[1]
+            dets = full_scan(view, self.config, self.backend)[1]
         self._last_full = t
         self._n_full += 1
         self._num_faces = len(dets)
@@ -432,7 +429,7 @@ class FaceTracker:
         self._schedule_scan(chunk.start, as_frames(chunk.frames))
 
     def _schedule_scan(self, start: int, frames: list) -> None:
-        if self._scan_pool is None or self._track is None:
+        if not self._scan_ahead or self._track is None:
             return
         t = self._last_full + self.config.full_detect_every
         if start <= t < start + len(frames) and t not in self._scans:
