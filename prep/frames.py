@@ -116,8 +116,10 @@ class YUVFrame:
         return _reformatter().reformat(sub, format="rgb24", threads=1).to_ndarray()
 
     def small_bgr(self, width: int, height: int) -> np.ndarray:
+        # point sampling: closest to what SceneManager's cv2.resize (INTER_LINEAR: 2x2 taps, no prefilter)
+        # makes of the RGB frame, and 2.5x cheaper than swscale's filtered bilinear on a 1080x1920 frame
         return _reformatter("small").reformat(self._frame, width=width, height=height, format="bgr24",
-                                              threads=1).to_ndarray()
+                                              interpolation="POINT", threads=1).to_ndarray()
 
 
 def convert_ahead(frame, box) -> None:

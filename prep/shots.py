@@ -74,8 +74,9 @@ def scenedetect_version() -> str:
 def detector_frame(frame) -> np.ndarray:
     """What SceneManager would hand the detector for this frame: downscaled by its auto factor (longer side
     to ~256 px, bilinear), BGR. ``frame``: an (H, W, 3) RGB array (``cv2.resize``, as SceneManager) or a
-    :mod:`prep.frames` frame (a YUV frame is scaled and converted in one swscale pass: the same size,
-    pixel values within a few levels, which moves the content score by well under 1 on a 0-255 scale)."""
+    :mod:`prep.frames` frame (a YUV frame is scaled, by point sampling, and converted in one swscale pass:
+    the same size, pixel values within a level on average; content scores within 0.35 of SceneManager's
+    on the shared clips, tested)."""
     from .frames import ArrayFrame
 
     if isinstance(frame, np.ndarray):
