@@ -55,6 +55,10 @@ class ArrayFrame:
         """RGB pixels of [x0, x1) x [y0, y1) (clipped to the frame by the caller)."""
         return self.array[y0:y1, x0:x1]
 
+    def prepared(self, x0: int, y0: int, x1: int, y1: int, prepare) -> np.ndarray:
+        """``prepare`` (a per-pixel function, e.g. a face backend's) of the region."""
+        return prepare(self.region(x0, y0, x1, y1))
+
     def small_bgr(self, width: int, height: int) -> np.ndarray:
         import cv2
 
@@ -73,6 +77,7 @@ class YUVFrame:
         self._v = np.frombuffer(frame.planes[2], np.uint8).reshape(hc, -1)[:, :wc]
         self._full = None
         self._cache: list = []
+        self._prepared: list = []  # (box, prepare, prepare(region)) of regions prepared ahead
 
     @property
     def nbytes(self) -> int:
@@ -102,6 +107,15 @@ class YUVFrame:
         self._cache.append(((ex0, ey0, ex0 + w, ey0 + h), rgb))
         return rgb[y0 - ey0:y1 - ey0, x0 - ex0:x1 - ex0]
 
+    def prepared(self, x0: int, y0: int, x1: int, y1: int, prepare) -> np.ndarray:
+        """``prepare`` (a per-pixel function, e.g. a face backend's) of the region: cut from a region
+        prepared ahead (:func:`convert_ahead`) where one covers it (contiguous), which equals preparing the
+        region itself."""
+        for (cx0, cy0, cx1, cy1), fn, arr in self._prepared:
+            if fn == prepare and cx0 <= x0 and cy0 <= y0 and x1 <= cx1 and y1 <= cy1:
+                return np.ascontiguousarray(arr[y0 - cy0:y1 - cy0, x0 - cx0:x1 - cx0])
+        return prepare(self.region(x0, y0, x1, y1))
+
     def _convert(self, x0: int, y0: int, w: int, h: int) -> np.ndarray:
         import av
 
@@ -122,11 +136,15 @@ class YUVFrame:
                                               interpolation="POINT", threads=1).to_ndarray()
 
 
-def convert_ahead(frame, box) -> None:
-    """Convert the region ``box`` (x0, y0, x1, y1 floats) of a YUV frame now, so later reads inside it are
-    served from the converted pixels (a decoder thread does this for the tracker); other frames: nothing."""
+def convert_ahead(frame, box, prepare=None) -> None:
+    """Convert the region ``box`` (x0, y0, x1, y1 floats) of a YUV frame now, and ``prepare`` it if given, so
+    later reads inside it are served from the converted (prepared) pixels (a decoder thread does this for
+    the tracker); other frames: nothing."""
     if isinstance(frame, YUVFrame) and box is not None:
-        frame.region(*clip_box(frame, *box))
+        x0, y0, x1, y1 = clip_box(frame, *box)
+        rgb = frame.region(x0, y0, x1, y1)
+        if prepare is not None:
+            frame._prepared.append(((x0, y0, x1, y1), prepare, prepare(rgb)))
 
 
 def from_av(frame):

@@ -141,10 +141,10 @@ def process_segment(it: InputItem, start: int, stop: int | None, cfg: PrepConfig
         for chunk in media.iter_planar(it.source_path, chunk_size=cfg.chunk_size, start=first, stop=stop):
             cut_flags = [detector.feed(chunk.start + j, f) if detector is not None else False
                          for j, f in enumerate(chunk.frames)]
-            tracker = state["tracker"]  # the region the face was last seen in, converted here (GIL-free)
-            region = None if tracker is None else tracker.face_region
+            tracker = state["tracker"]  # the region the face was last seen in, converted and prepared for
+            region = None if tracker is None else tracker.face_region  # the backend here (GIL-free)
             for f in chunk.frames:
-                convert_ahead(f, region)
+                convert_ahead(f, region, backend.prepare)
             # a new shot's tracker starts with a full-frame scan: it starts now, in the scan thread
             scans = {chunk.start + j: scan_ahead(f, cfg.faces, backend) for j, f in enumerate(chunk.frames)
                      if chunk.start + j == start or (cut_flags[j] and chunk.start + j > start)}

@@ -16,6 +16,8 @@ open mouths from moving the crop much). The jaw contour is not used: it slides w
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 # 68 iBUG points in unit crop coordinates (see the module docstring for how they were derived).
@@ -64,23 +66,35 @@ def umeyama(src: np.ndarray, dst: np.ndarray, weights: np.ndarray | None = None)
     Closed form (Umeyama 1991) with optional per-point weights. Returns a (2, 3) float64 matrix ``M``
     with ``dst ~= M[:, :2] @ src + M[:, 2]``.
     """
-    src = np.asarray(src, np.float64)
-    dst = np.asarray(dst, np.float64)
-    w = np.ones(len(src)) if weights is None else np.asarray(weights, np.float64)
-    w = w / w.sum()
-    mu_s, mu_d = w @ src, w @ dst
-    s0, d0 = src - mu_s, dst - mu_d
-    cov = (d0 * w[:, None]).T @ s0
+    return _umeyama_to(np.asarray(src, np.float64), _UmeyamaTarget(dst, weights))
+
+
+class _UmeyamaTarget:
+    """What :func:`umeyama` computes from ``dst`` and the weights alone (kept for a fixed template)."""
+
+    def __init__(self, dst, weights=None):
+        dst = np.asarray(dst, np.float64)
+        w = np.ones(len(dst)) if weights is None else np.asarray(weights, np.float64)
+        self.w = w / w.sum()
+        self.mu_d = self.w @ dst
+        self.weighted_t = ((dst - self.mu_d) * self.w[:, None]).T
+
+
+def _umeyama_to(src: np.ndarray, target: _UmeyamaTarget) -> np.ndarray:
+    w = target.w
+    mu_s = w @ src
+    s0 = src - mu_s
+    cov = target.weighted_t @ s0
     u, sig, vt = np.linalg.svd(cov)
     sign = np.ones(2)
-    if np.linalg.det(u) * np.linalg.det(vt) < 0:
-        sign[-1] = -1.0
-    rot = u @ np.diag(sign) @ vt
+    if (u[0, 0] * u[1, 1] - u[0, 1] * u[1, 0]) * (vt[0, 0] * vt[1, 1] - vt[0, 1] * vt[1, 0]) < 0:
+        sign[-1] = -1.0  # a reflection: the determinants of orthogonal u, vt are +-1
+    rot = (u * sign) @ vt
     var_s = float((w * (s0 ** 2).sum(1)).sum())
     scale = float((sig * sign).sum()) / max(var_s, 1e-12)
     m = np.empty((2, 3))
     m[:, :2] = scale * rot
-    m[:, 2] = mu_d - m[:, :2] @ mu_s
+    m[:, 2] = target.mu_d - m[:, :2] @ mu_s
     return m
 
 
@@ -103,7 +117,12 @@ def similarity_from_landmarks(lms68: np.ndarray, crop_size: int = 256) -> np.nda
     lms68 = np.asarray(lms68, np.float64)
     if lms68.shape != (68, 2):
         raise ValueError(f"expected (68, 2) landmarks, got {lms68.shape}")
-    return umeyama(lms68[ALIGN_POINTS], template(crop_size)[ALIGN_POINTS], ALIGN_WEIGHTS)
+    return _umeyama_to(lms68[ALIGN_POINTS], _template_target(int(crop_size)))
+
+
+@functools.lru_cache(maxsize=8)
+def _template_target(crop_size: int) -> _UmeyamaTarget:
+    return _UmeyamaTarget(template(crop_size)[ALIGN_POINTS], ALIGN_WEIGHTS)
 
 
 # ---- a similarity as (centre x, centre y, log side, angle): the form that is smoothed over time

@@ -36,7 +36,7 @@ class View:
         x0, y0, x1, y1 = clip_box(self.frame, x0, y0, x1, y1)
         if self._full is not None:
             return np.ascontiguousarray(self._full[y0:y1, x0:x1]), (x0, y0)
-        return self.backend.prepare(self.frame.region(x0, y0, x1, y1)), (x0, y0)  # prepare copies as it needs
+        return self.frame.prepared(x0, y0, x1, y1, self.backend.prepare), (x0, y0)
 
     def around(self, box: np.ndarray, margin: float):
         """The region of ``box`` grown by ``margin`` x its side on every side."""

@@ -141,7 +141,7 @@ def _rows_equal(rows, ref):
 
 def test_scans_ahead_and_crops_apart_give_the_same_rows(videos_dir):
     """Prep's way of running the tracker -- YUV frames, full-frame scans started a chunk ahead in the scan
-    thread, the last face region of the next frames converted ahead, crops made later from ``track`` rows
+    thread, the last face region of the next frames converted and prepared ahead, crops made later from ``track`` rows
     -- gives exactly ``process``'s rows (on frames decoded apart: no shared conversions), and the scans
     ahead were used (not all discarded)."""
     from prep.faces.scans import scan_ahead
@@ -164,10 +164,10 @@ def test_scans_ahead_and_crops_apart_give_the_same_rows(videos_dir):
         rows += tracker.crop(tracked)
         if i + 2 < len(chunks) and tracker.face_region is not None:  # as the decoder thread does, 2 ahead
             for f in chunks[i + 2].frames:
-                convert_ahead(f, tracker.face_region)
-                converted += len(f._cache)
+                convert_ahead(f, tracker.face_region, tracker.backend.prepare)
+                converted += len(f._cache) + len(f._prepared)
     _rows_equal(rows, ref)
-    assert converted >= 8 * (len(chunks) - 3)
+    assert converted >= 2 * 8 * (len(chunks) - 3)
     assert tracker.summary() == ref_tracker.summary()
     assert ref_tracker.summary()["full_detections"] >= 8
     assert tracker.scans_ahead_used >= ref_tracker.summary()["full_detections"] - 1  # all but re-acquisitions

@@ -29,3 +29,32 @@ def test_planar_frames_equal_the_rgb_frames_everywhere_they_are_read(videos_dir,
                 np.testing.assert_array_equal(frame.region(x0, y0, x1, y1), want[y0:y1, x0:x1])
         np.testing.assert_array_equal(pc.frames[0].full(), rc.frames[0])
     assert kinds == {YUVFrame.__name__}  # the 4:2:0 sources really took the planar path
+
+
+def test_a_region_prepared_ahead_serves_the_reads_inside_it(videos_dir):
+    """convert_ahead with a backend's ``prepare`` (as the decoder thread does): a read inside that region is cut
+    from it without preparing again, a read reaching outside prepares its own; both equal preparing the
+    region of the whole RGB frame."""
+    import cv2
+
+    from prep.frames import convert_ahead
+
+    path = videos_dir / "latentsync_demo1.mp4"
+    frame = next(iter(media.iter_planar(path, stop=1))).frames[0]
+    want = cv2.cvtColor(next(iter(media.iter_frames(path, stop=1))).frames[0], cv2.COLOR_RGB2GRAY)
+    calls = []
+
+    def grey(rgb):  # a per-pixel prepare, as dlib's
+        calls.append(rgb.shape)
+        return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+
+    convert_ahead(frame, (300.2, 500.7, 801.0, 1003.5), grey)
+    assert len(calls) == 1
+    inside = frame.prepared(320, 510, 777, 990, grey)
+    assert len(calls) == 1 and inside.flags.c_contiguous
+    np.testing.assert_array_equal(inside, want[510:990, 320:777])
+    other = frame.prepared(320, 510, 777, 990, lambda rgb: grey(rgb))  # another prepare: not served from it
+    outside = frame.prepared(290, 510, 777, 990, grey)
+    assert len(calls) == 3
+    np.testing.assert_array_equal(other, inside)
+    np.testing.assert_array_equal(outside, want[510:990, 290:777])
