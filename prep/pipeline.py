@@ -141,8 +141,9 @@ def process_segment(it: InputItem, start: int, stop: int | None, cfg: PrepConfig
         for chunk in media.iter_planar(it.source_path, chunk_size=cfg.chunk_size, start=first, stop=stop):
             cut_flags = [detector.feed(chunk.start + j, f) if detector is not None else False
                          for j, f in enumerate(chunk.frames)]
-            tracker = state["tracker"]  # the region the face was last seen in, converted and prepared for
-            region = None if tracker is None else tracker.face_region  # the backend here (GIL-free)
+            # the region the face was last seen in, converted and prepared for the backend here (GIL-free)
+            tracker = state["tracker"]
+            region = None if tracker is None else tracker.face_region
             for f in chunk.frames:
                 convert_ahead(f, region, backend.prepare)
             # a new shot's tracker starts with a full-frame scan: it starts now, in the scan thread
