@@ -71,18 +71,21 @@ def mel_filterbank(sr: int = SAMPLE_RATE, n_fft: int = N_FFT, n_mels: int = N_ME
     return weights
 
 
-def _stft_magnitude(y: np.ndarray) -> np.ndarray:
-    """|STFT| (1 + n_fft/2, frames), centred frames with reflect padding, periodic Hann window."""
-    pad = N_FFT // 2
-    y = np.pad(y, pad, mode="reflect")
-    n_frames = 1 + (len(y) - N_FFT) // HOP
+MEL_CHUNK = 2048  # STFT frames per block (25.6 s): memory stays bounded however long the clip
+MFCC_CHUNK = 2500  # MFCC frames per block (25 s)
+
+
+def _stft_magnitude(y: np.ndarray, start: int, stop: int) -> np.ndarray:
+    """|STFT| (1 + n_fft/2, stop - start) of frames [start, stop) of the padded signal ``y``, periodic Hann
+    window (each frame on its own: the blocks equal the whole transform bit for bit, tested)."""
     window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(WIN) / WIN)
-    idx = np.arange(N_FFT)[None, :] + HOP * np.arange(n_frames)[:, None]
+    idx = np.arange(N_FFT)[None, :] + HOP * np.arange(start, stop)[:, None]
     return np.abs(np.fft.rfft(y[idx] * window, n=N_FFT, axis=1)).T
 
 
 def melspectrogram(wav: np.ndarray) -> np.ndarray:
-    """Wav2Lip's normalised mel spectrogram of 16 kHz float audio: (80, 1 + len(wav) // 200) float32."""
+    """Wav2Lip's normalised mel spectrogram of 16 kHz float audio: (80, 1 + len(wav) // 200) float32,
+    computed ``MEL_CHUNK`` frames at a time (a long clip's whole STFT would take ~1.8 MB per second)."""
     wav = np.asarray(wav, dtype=np.float64)
     if wav.ndim != 1:
         raise ValueError(f"expected mono 1-D audio, got shape {wav.shape}")
@@ -90,10 +93,16 @@ def melspectrogram(wav: np.ndarray) -> np.ndarray:
         raise ValueError(f"audio too short for a mel spectrogram ({len(wav)} samples)")
     emphasised = wav.copy()  # lfilter([1, -0.97], [1], wav), bit for bit
     emphasised[1:] -= PREEMPHASIS * wav[:-1]
-    mel = mel_filterbank() @ _stft_magnitude(emphasised)
-    db = 20.0 * np.log10(np.maximum(1e-5, mel)) - REF_LEVEL_DB
-    norm = (2 * MAX_ABS_VALUE) * ((db - MIN_LEVEL_DB) / (-MIN_LEVEL_DB)) - MAX_ABS_VALUE
-    return np.clip(norm, -MAX_ABS_VALUE, MAX_ABS_VALUE).astype(np.float32)
+    y = np.pad(emphasised, N_FFT // 2, mode="reflect")  # centred frames, reflect padding
+    n_frames = 1 + (len(y) - N_FFT) // HOP
+    out = np.empty((N_MELS, n_frames), np.float32)
+    for a in range(0, n_frames, MEL_CHUNK):
+        b = min(n_frames, a + MEL_CHUNK)
+        mel = mel_filterbank() @ _stft_magnitude(y, a, b)
+        db = 20.0 * np.log10(np.maximum(1e-5, mel)) - REF_LEVEL_DB
+        norm = (2 * MAX_ABS_VALUE) * ((db - MIN_LEVEL_DB) / (-MIN_LEVEL_DB)) - MAX_ABS_VALUE
+        out[:, a:b] = np.clip(norm, -MAX_ABS_VALUE, MAX_ABS_VALUE)
+    return out
 
 
 def to_int16(wav: np.ndarray) -> np.ndarray:
@@ -106,7 +115,20 @@ def mfcc(wav: np.ndarray) -> np.ndarray:
     import python_speech_features
 
     x = wav if wav.dtype == np.int16 else to_int16(wav)
-    return python_speech_features.mfcc(x, SAMPLE_RATE).astype(np.float32)
+    # its pre-emphasis (sigproc.preemphasis, the same float64 arithmetic) over the whole signal here, then
+    # MFCC_CHUNK frames at a time with preemph=0: each frame is computed on its own, so the blocks equal
+    # one call on the whole signal bit for bit (tested), and memory stays bounded
+    emphasised = np.empty(len(x))
+    emphasised[:1] = x[:1]
+    emphasised[1:] = x[1:] - 0.97 * x[:-1]
+    frame_len, step = int(0.025 * SAMPLE_RATE), int(0.01 * SAMPLE_RATE)
+    n = num_mfcc_frames_of(len(x))
+    blocks = []
+    for a in range(0, n, MFCC_CHUNK):
+        b = min(n, a + MFCC_CHUNK)
+        sig = emphasised[a * step:] if b == n else emphasised[a * step:(b - 1) * step + frame_len]
+        blocks.append(python_speech_features.mfcc(sig, SAMPLE_RATE, preemph=0.0))
+    return np.concatenate(blocks).astype(np.float32)
 
 
 # ---- index rules (what a reader needs to cut windows from the full-clip features) ----
@@ -122,10 +144,15 @@ def num_mel_frames(num_frames: int) -> int:
 
 def num_mfcc_frames(num_frames: int) -> int:
     """MFCC frames from python_speech_features' framing of ``num_frames / 25`` s of audio."""
-    n, frame_len, step = num_samples(num_frames), int(0.025 * SAMPLE_RATE), int(0.01 * SAMPLE_RATE)
-    if n <= frame_len:
+    return num_mfcc_frames_of(num_samples(num_frames))
+
+
+def num_mfcc_frames_of(n_samples: int) -> int:
+    """MFCC frames python_speech_features makes of ``n_samples`` samples (the last frame zero-padded)."""
+    frame_len, step = int(0.025 * SAMPLE_RATE), int(0.01 * SAMPLE_RATE)
+    if n_samples <= frame_len:
         return 1
-    return 1 + int(np.ceil((n - frame_len) / step))
+    return 1 + int(np.ceil((n_samples - frame_len) / step))
 
 
 def mel_start(frame_index: int, fps: float = FPS) -> int:

@@ -71,10 +71,25 @@ def rows_to_table(rows: list[dict], kind: str) -> pa.Table:
     cols = {}
     for field in schema:
         vals = [r.get(field.name) for r in rows]
+        if pa.types.is_list(field.type) and pa.types.is_floating(field.type.value_type):
+            cols[field.name] = _float_list(vals, field.type)
+            continue
         if pa.types.is_list(field.type) or pa.types.is_fixed_size_list(field.type):
             vals = [None if v is None else np.asarray(v).ravel().tolist() for v in vals]
         cols[field.name] = pa.array(vals, type=field.type)
     return pa.table(cols, schema=schema)
+
+
+def _float_list(values: list, type: pa.ListType) -> pa.Array:
+    """A list<float> column from per-row arrays (None = null), without a Python float per value (a long
+    clip's mel is millions of them): the same array as ``pa.array`` of the values as lists."""
+    arrays = [None if v is None else np.asarray(v).ravel() for v in values]
+    sizes = [0 if a is None else a.size for a in arrays]
+    offsets = pa.array(np.concatenate([[0], np.cumsum(sizes)]).astype(np.int32), pa.int32())
+    dtype = type.value_type.to_pandas_dtype()
+    flat = np.concatenate([a.astype(dtype) for a in arrays if a is not None] or [np.zeros(0, dtype)])
+    mask = pa.array([a is None for a in arrays], pa.bool_())
+    return pa.ListArray.from_arrays(offsets, pa.array(flat, type.value_type), type=type, mask=mask)
 
 
 def fixed_list_array(flat: np.ndarray, valid: np.ndarray, field: pa.Field) -> pa.Array:

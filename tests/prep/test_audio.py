@@ -76,7 +76,23 @@ def test_mfcc_is_python_speech_features_on_int16(videos_dir):
     ref = python_speech_features.mfcc(audio.to_int16(wav), 16000)
     ours = audio.mfcc(wav)
     assert ours.shape == (audio.num_mfcc_frames(50), 13) == (199, 13)
-    np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-4)
+    np.testing.assert_array_equal(ours, ref.astype(np.float32))
+
+
+def test_features_computed_in_blocks_equal_the_whole_signal_bit_for_bit(videos_dir, monkeypatch):
+    """Mel and MFCC are computed a block of frames at a time (bounded memory on long clips); any block size
+    gives the values of one pass over the whole signal (python_speech_features' own call for the MFCC)."""
+    import python_speech_features
+
+    wav = media.read_audio(videos_dir / "latentsync_demo2.mp4", 502)  # 20 s: 1,607 mel and 2,007 MFCC frames
+    whole_mfcc = python_speech_features.mfcc(audio.to_int16(wav), 16000).astype(np.float32)
+    monkeypatch.setattr(audio, "MEL_CHUNK", 10 ** 9)
+    whole_mel = audio.melspectrogram(wav)
+    for mel_chunk, mfcc_chunk in ((7, 13), (1000, 1999), (1, 2006)):
+        monkeypatch.setattr(audio, "MEL_CHUNK", mel_chunk)
+        monkeypatch.setattr(audio, "MFCC_CHUNK", mfcc_chunk)
+        np.testing.assert_array_equal(audio.melspectrogram(wav), whole_mel)
+        np.testing.assert_array_equal(audio.mfcc(wav), whole_mfcc)
 
 
 @settings(max_examples=60, deadline=None)

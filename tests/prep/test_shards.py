@@ -31,6 +31,18 @@ def test_rows_to_table_types_and_nulls():
     assert len(t.column("landmarks")[0].as_py()) == 136
 
 
+def test_float_list_columns_equal_the_python_list_conversion():
+    """rows_to_table builds list<float> columns (mel, mfcc) from the arrays, not a Python float per value:
+    the same column as pyarrow's conversion of the values as lists (nulls, empty lists, 2-D arrays)."""
+    rng = np.random.default_rng(0)
+    mels = [rng.standard_normal((80, 33)).astype(np.float32), None, np.zeros((80, 0), np.float32),
+            rng.standard_normal(7)]  # float64 values are stored as float32 either way
+    t = shards.rows_to_table([{"clip_id": f"c{i}", "mel": m} for i, m in enumerate(mels)], "clips")
+    want = pa.array([None if m is None else np.asarray(m).ravel().tolist() for m in mels], pa.list_(pa.float32()))
+    assert t.column("mel").combine_chunks().equals(want)
+    assert t.column("mel").null_count == 1 and t.column("mfcc").null_count == 4
+
+
 def test_parquet_bytes_are_deterministic_and_atomic(tmp_path):
     t = shards.rows_to_table(_frame_rows("a", 20), "frames")
     shards.write_table_atomic(t, tmp_path / "x.parquet", "frames")
