@@ -27,13 +27,16 @@ MEL_FPS = SAMPLE_RATE / HOP  # 80 mel frames per second
 MEL_STEP_SIZE = MEL_WINDOW  # mel steps per 5-frame window (Wav2Lip syncnet_mel_step_size)
 MFCC_FPS = 100  # python_speech_features default winstep 0.01 s
 MFCC_PER_FRAME = int(MFCC_FPS / FPS)  # 4
+MFCC_FRAME_LEN = int(0.025 * SAMPLE_RATE)  # python_speech_features' winlen / winstep in samples: 400, 160
+MFCC_STEP = int(0.01 * SAMPLE_RATE)
+MFCC_PREEMPHASIS = 0.97
 
 MEL_PARAMS = dict(sample_rate=SAMPLE_RATE, n_fft=N_FFT, win_length=WIN, hop_length=HOP, n_mels=N_MELS,
                   fmin=FMIN, fmax=FMAX, preemphasis=PREEMPHASIS, ref_level_db=REF_LEVEL_DB,
                   min_level_db=MIN_LEVEL_DB, max_abs_value=MAX_ABS_VALUE, window="hann(periodic)",
                   center=True, pad_mode="reflect", mel_norm="slaney", htk=False)
 MFCC_PARAMS = dict(impl="python_speech_features.mfcc", samplerate=SAMPLE_RATE, winlen=0.025,
-                   winstep=0.01, numcep=13, nfilt=26, nfft=512, preemph=0.97, ceplifter=22,
+                   winstep=0.01, numcep=13, nfilt=26, nfft=512, preemph=MFCC_PREEMPHASIS, ceplifter=22,
                    appendEnergy=True, input="int16")
 
 
@@ -120,13 +123,13 @@ def mfcc(wav: np.ndarray) -> np.ndarray:
     # one call on the whole signal bit for bit (tested), and memory stays bounded
     emphasised = np.empty(len(x))
     emphasised[:1] = x[:1]
-    emphasised[1:] = x[1:] - 0.97 * x[:-1]
-    frame_len, step = int(0.025 * SAMPLE_RATE), int(0.01 * SAMPLE_RATE)
+    emphasised[1:] = x[1:] - MFCC_PREEMPHASIS * x[:-1]
     n = num_mfcc_frames_of(len(x))
     blocks = []
     for a in range(0, n, MFCC_CHUNK):
         b = min(n, a + MFCC_CHUNK)
-        sig = emphasised[a * step:] if b == n else emphasised[a * step:(b - 1) * step + frame_len]
+        stop = len(x) if b == n else (b - 1) * MFCC_STEP + MFCC_FRAME_LEN
+        sig = emphasised[a * MFCC_STEP:stop]
         blocks.append(python_speech_features.mfcc(sig, SAMPLE_RATE, preemph=0.0))
     return np.concatenate(blocks).astype(np.float32)
 
@@ -149,10 +152,9 @@ def num_mfcc_frames(num_frames: int) -> int:
 
 def num_mfcc_frames_of(n_samples: int) -> int:
     """MFCC frames python_speech_features makes of ``n_samples`` samples (the last frame zero-padded)."""
-    frame_len, step = int(0.025 * SAMPLE_RATE), int(0.01 * SAMPLE_RATE)
-    if n_samples <= frame_len:
+    if n_samples <= MFCC_FRAME_LEN:
         return 1
-    return 1 + int(np.ceil((n_samples - frame_len) / step))
+    return 1 + int(np.ceil((n_samples - MFCC_FRAME_LEN) / MFCC_STEP))
 
 
 def mel_start(frame_index: int, fps: float = FPS) -> int:

@@ -235,15 +235,16 @@ def process_clip(it: InputItem, cfg: PrepConfig, work_root: str, src_info: dict,
         log.debug("clip %s failed", it.clip_id, exc_info=True)
         return commit_failure(it, failure_record(it, e), work_root)
     if finalize_in is not None:
-        return finalize_in.submit(_finalize_or_fail, it, seg, cfg, work_root, src_info, sync_scorer)
-    return _finalize_or_fail(it, seg, cfg, work_root, src_info, sync_scorer)
+        return finalize_in.submit(_finalize_or_fail, it, [seg], cfg, work_root, src_info, sync_scorer)
+    return _finalize_or_fail(it, [seg], cfg, work_root, src_info, sync_scorer)
 
 
-def _finalize_or_fail(it: InputItem, seg: dict, cfg: PrepConfig, work_root: str, src_info: dict,
+def _finalize_or_fail(it: InputItem, segments: list[dict], cfg: PrepConfig, work_root: str, src_info: dict,
                       sync_scorer=None) -> dict:
+    """finalize_clip, or its error committed as the clip's failure record."""
     try:
-        return finalize_clip(it, [seg], cfg, work_root, src_info, sync_scorer)
-    except Exception as e:  # noqa: BLE001
+        return finalize_clip(it, segments, cfg, work_root, src_info, sync_scorer)
+    except Exception as e:  # noqa: BLE001 — every error is data; the job goes on
         log.debug("clip %s failed", it.clip_id, exc_info=True)
         return commit_failure(it, failure_record(it, e), work_root)
 
@@ -255,10 +256,7 @@ def finalize_long_clip(it: InputItem, segments: list[dict], cfg: PrepConfig, wor
     errors = [s["error"] for s in sorted(segments, key=lambda s: s["index"]) if "error" in s]
     if errors:
         return commit_failure(it, errors[0], work_root)
-    try:
-        done = finalize_clip(it, segments, cfg, work_root, src_info, sync_scorer)
-    except Exception as e:  # noqa: BLE001
-        done = commit_failure(it, failure_record(it, e), work_root)
+    done = _finalize_or_fail(it, segments, cfg, work_root, src_info, sync_scorer)
     shutil.rmtree(WorkDir(work_root).root / "segments" / it.key, ignore_errors=True)
     return done
 

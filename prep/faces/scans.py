@@ -40,8 +40,13 @@ class View:
 
     def around(self, box: np.ndarray, margin: float):
         """The region of ``box`` grown by ``margin`` x its side on every side."""
-        grow = margin * max(box[2] - box[0], box[3] - box[1])
-        return self.region(box[0] - grow, box[1] - grow, box[2] + grow, box[3] + grow)
+        return self.region(*grown(box, margin))
+
+
+def grown(box, margin: float) -> tuple[float, float, float, float]:
+    """(x0, y0, x1, y1) of ``box`` grown by ``margin`` x its longer side on every side."""
+    grow = margin * max(box[2] - box[0], box[3] - box[1])
+    return box[0] - grow, box[1] - grow, box[2] + grow, box[3] + grow
 
 
 def make_backend(config: FaceConfig, device: str = "auto"):
@@ -81,4 +86,4 @@ def scan_pool():
         return _SCAN_POOL[0]
 
 
-__all__ = ["View", "make_backend", "full_scan", "scan_ahead", "scan_pool"]
+__all__ = ["View", "grown", "make_backend", "full_scan", "scan_ahead", "scan_pool"]

@@ -46,7 +46,7 @@ import numpy as np
 from ..frames import as_frames, clip_box
 from . import align
 from .config import FaceConfig
-from .scans import View, full_scan, make_backend, scan_ahead
+from .scans import View, full_scan, grown, make_backend, scan_ahead
 from .smoothing import OneEuroFilter
 
 log = logging.getLogger(__name__)
@@ -416,9 +416,7 @@ class FaceTracker:
         if track is None or track.affine is None:
             self.face_region = None
         else:
-            box = track.predicted_box()
-            grow = REGION_AHEAD_MARGIN * (box[2] - box[0])
-            self.face_region = (box[0] - grow, box[1] - grow, box[2] + grow, box[3] + grow)
+            self.face_region = grown(track.predicted_box(), REGION_AHEAD_MARGIN)
         for t in [t for t in self._scans if t < self._next]:  # the schedule moved (a lost track scanned
             del self._scans[t]  # earlier): not needed
         return rows
