@@ -220,7 +220,7 @@ def _iter_converted(path, fps, chunk_size, start, stop, convert, pack, max_chunk
     """The 25 fps resampling of :func:`iter_frames` with each shown source frame ``convert(frame, rotation)``-ed
     once and a chunk's frames ``pack``-ed (``np.stack``: RGB arrays; ``list``: any frame objects)."""
     path = Path(path)
-    origin = _origin_pts(path)
+    origin = _origin_pts(path) if start > 0 else None  # from the start: time zero is this decode's first frame
     with _open(path) as c:
         vs = _video_stream(c, path)
         vs.thread_type = "AUTO"
@@ -239,6 +239,8 @@ def _iter_converted(path, fps, chunk_size, start, stop, convert, pack, max_chunk
             for frame in c.decode(vs):
                 if size is None:
                     size = (frame.width, frame.height)
+                    if origin is None:  # as _origin_pts: the first decodable frame's pts
+                        origin = frame.pts if frame.pts is not None else 0
                     if max_pixels is not None and frame.width * frame.height > max_pixels:
                         raise UndecodableMedia(path, f"frame size {frame.width}x{frame.height} is more than "
                                                      f"{max_pixels} pixels")

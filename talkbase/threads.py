@@ -126,7 +126,9 @@ class SerialWorker:
 def limit_process_threads(n: int = 1) -> None:
     """For a worker process that only ever runs one-thread tasks: set the limits once, for good. torch is
     limited only when something has imported it already (importing it here would cost ~2 s of start-up
-    in a prep process that never uses it)."""
+    in a prep process that never uses it). BLAS too (numpy's and scipy's OpenBLAS): beside the task's own
+    threads its pool only spin-waits after each call (~2 % of an inline prep run's CPU at the default of one
+    thread per core), and its thread count would otherwise be the machine's."""
     torch = sys.modules.get("torch")
     if torch is not None:
         torch.set_num_threads(n)
@@ -136,6 +138,20 @@ def limit_process_threads(n: int = 1) -> None:
         cv2.setNumThreads(n)
     except ImportError:  # pragma: no cover
         pass
+    _limit_blas(n)
+
+
+_BLAS_LIMITS: set = set()
+
+
+def _limit_blas(n: int) -> None:
+    import scipy.linalg  # noqa: F401 - loads scipy's own OpenBLAS now, so the limit covers it
+    from threadpoolctl import ThreadpoolController
+
+    key = (n, tuple(m in sys.modules for m in ("torch", "cv2")))  # what may have loaded another pool since
+    if key not in _BLAS_LIMITS:
+        ThreadpoolController().limit(limits=n, user_api="blas")  # kept: never restored
+        _BLAS_LIMITS.add(key)
 
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt() parameters (malloc.h)

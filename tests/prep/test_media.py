@@ -95,6 +95,21 @@ def test_streaming_chunks_are_bounded_and_segments_agree(w2l4):
     np.testing.assert_array_equal(tail, full[170:])
 
 
+def test_time_zero_is_the_first_frame_for_a_full_decode_and_for_a_segment(tmp_path):
+    # the first frame at 0.5 s and irregular gaps: a decode from the start takes its first frame as time
+    # zero, a segment seeks and reads it from the file first; both must map every instant alike
+    gaps = [0.02, 0.04, 0.06] * 10
+    pts = 0.5 + np.concatenate([[0.0], np.cumsum(gaps)])
+    p = _numbered_video(tmp_path / "late.mp4", 30, len(pts), pts_seconds=pts)
+    full = media.read_frames(p)
+    for i in range(len(full)):
+        k = int(np.searchsorted(pts - pts[0], i / 25 + 1e-6, side="right") - 1)
+        assert abs(_grey_level(full[i]) - (k * 7) % 250) <= 2, (i, k)
+    np.testing.assert_array_equal(media.read_frames(p, start=10, stop=30), full[10:30])
+    planar = [f.full() for ch in media.iter_planar(p, chunk_size=7) for f in ch.frames]
+    np.testing.assert_array_equal(np.stack(planar), full)
+
+
 @pytest.mark.parametrize("fps,expected_step", [(50, 2.0), (60, 2.4), (Fraction(30000, 1001), 1.2), (24, 0.96)])
 def test_constant_rates_map_by_timestamp(tmp_path, fps, expected_step):
     n = 60

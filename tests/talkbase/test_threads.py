@@ -34,3 +34,26 @@ def test_serial_worker_raises_a_calls_error_and_drops_the_rest_on_error():
                 w2.submit(lambda i=i: ran.append(i))
             raise RuntimeError("stop")
     assert ran == []  # not started before the block left: dropped
+
+
+def test_limit_process_threads_limits_every_blas_pool_for_good():
+    # in a fresh process: the limit is process-wide and permanent (prep's processes set it once)
+    import json
+    import os
+    import subprocess
+    import sys
+
+    code = ("import json, numpy\n"
+            "from threadpoolctl import threadpool_info\n"
+            "from talkbase.threads import limit_process_threads\n"
+            "before = [i['num_threads'] for i in threadpool_info() if i['user_api'] == 'blas']\n"
+            "limit_process_threads(1)\n"
+            "import gc; gc.collect()\n"
+            "after = {i['filepath']: i['num_threads'] for i in threadpool_info() if i['user_api'] == 'blas'}\n"
+            "print(json.dumps({'before': before, 'after': after}))\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                       env=dict(os.environ, OPENBLAS_NUM_THREADS="2"))
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["before"] and max(out["before"]) == 2  # numpy's pool as the environment set it
+    assert len(out["after"]) > len(out["before"])  # scipy's own BLAS, loaded by the call, is covered too
+    assert set(out["after"].values()) == {1}
