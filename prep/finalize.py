@@ -13,6 +13,7 @@ once; frame rows (with their crops) are streamed segment by segment into each cl
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -80,15 +81,26 @@ def _merge_summaries(summaries: list[dict]) -> dict:
             "blur": [b for s in summaries for b in s.get("blur", [])]}
 
 
-def _fit_3dmm(landmarks: list, valid: np.ndarray, width: int, height: int):
+def _fit_3dmm(landmarks: np.ndarray, valid: np.ndarray, width: int, height: int):
     """One 3DMM fit over the shot (one identity): the fit dict, or None when no frame has landmarks."""
     from .threedmm import fit_clip
 
     if not valid.any():
         return None
-    arr = np.stack([np.asarray(v, np.float32).reshape(68, 2) if v is not None else np.full((68, 2), np.nan, np.float32)
-                    for v in landmarks])
-    return fit_clip(arr, valid, (width, height))
+    return fit_clip(landmarks.reshape(-1, 68, 2), valid, (width, height))
+
+
+def _landmark_rows(column: pa.ChunkedArray) -> np.ndarray:
+    """A ``landmarks_src`` column as (n, 136) float32, NaN rows where null (no Python float per value)."""
+    width = column.type.list_size
+    out = np.full((len(column), width), np.nan, np.float32)
+    at = 0
+    for chunk in column.chunks:
+        ok = np.asarray(chunk.is_valid())
+        if ok.any():
+            out[at:at + len(chunk)][ok] = np.asarray(chunk.filter(ok).flatten(), np.float32).reshape(-1, width)
+        at += len(chunk)
+    return out
 
 
 def _mm_columns(fit: dict, valid: np.ndarray, lo: int, hi: int) -> dict:
@@ -141,8 +153,9 @@ def finalize_clip(it: InputItem, segments: list[dict], cfg: PrepConfig, work_roo
     index, landmarks, found = [], [], []
     for _, t in segment_tables(["frame_index", "landmarks_src", "face_found"]):
         index += t.column("frame_index").to_pylist()
-        landmarks += t.column("landmarks_src").to_pylist()
+        landmarks.append(_landmark_rows(t.column("landmarks_src")))
         found += t.column("face_found").to_pylist()
+    landmarks = np.concatenate(landmarks)
     num_frames = len(index)
     if index != list(range(num_frames)):
         raise RuntimeError(f"{it.clip_id}: segment frame indices are not contiguous")
@@ -177,6 +190,38 @@ def finalize_clip(it: InputItem, segments: list[dict], cfg: PrepConfig, work_roo
     return done
 
 
+class ShotCrops(Sequence):
+    """The encoded crops (bytes or None) of source frames [a, b), read from ``tables`` (``(start, table)`` per
+    segment, as finalize_clip's ``segment_tables``) one segment's crop column at a time: a long shot's crops
+    are never in memory together. Frames asked in order are served segment after segment; an earlier one
+    restarts the scan."""
+
+    def __init__(self, tables, a: int, b: int):
+        self._tables, self.a, self.b = tables, a, b
+        self._scan = None
+        self._cur = None  # (start, crop column) of the segment read last
+
+    def __len__(self) -> int:
+        return self.b - self.a
+
+    def __getitem__(self, i: int):
+        if not -len(self) <= i < len(self):
+            raise IndexError(i)
+        g = self.a + i % len(self)
+        if self._cur is None or not self._cur[0] <= g < self._cur[0] + len(self._cur[1]):
+            if self._cur is None or g < self._cur[0]:
+                self._scan = self._tables(["crop"])
+            self._cur = None
+            for start, t in self._scan:
+                if start <= g < start + t.num_rows:
+                    self._cur = (start, t.column("crop"))
+                    break
+            if self._cur is None:
+                raise IndexError(f"frame {g} is in no segment")
+        start, col = self._cur
+        return col[g - start].as_py()
+
+
 class _ShotContext:
     """What every shot of one source shares (its frames' landmarks, pieces, audio, …)."""
 
@@ -196,12 +241,7 @@ class _ShotContext:
     def _crops(self, a: int, b: int) -> syncqa.LazyCrops:
         from .output import decode_crop
 
-        enc = []
-        for start, t in self.tables(["crop"]):
-            lo, hi = max(a, start), min(b, start + t.num_rows)
-            if hi > lo:
-                enc += t.column("crop").slice(lo - start, hi - lo).to_pylist()
-        return syncqa.LazyCrops(enc, decode_crop)
+        return syncqa.LazyCrops(ShotCrops(self.tables, a, b), decode_crop)
 
     def _sync(self, a: int, b: int, valid: np.ndarray):
         """Sync measure, the frames shifted by, and the sync flags of shot [a, b)."""
@@ -263,4 +303,4 @@ class _ShotContext:
         return {"clip_id": cid, "part": key, "num_frames": n, "qa_pass": passed}
 
 
-__all__ = ["finalize_clip", "done_clips", "done_failures", "done_units", "part_key"]
+__all__ = ["finalize_clip", "done_clips", "done_failures", "done_units", "part_key", "ShotCrops"]

@@ -351,6 +351,30 @@ def read_audio_covered(path, num_frames: int | None = None, fps: float = FPS,
     return wav, (hi - lo) / len(wav) if len(wav) else 0.0
 
 
+class _Samples:
+    """Mono float32 samples appended in place: a long clip's native-rate audio is held once (not as decoded
+    parts plus their concatenation), in a buffer reserved up front when the length needed is known."""
+
+    def __init__(self):
+        self.data = np.empty(1 << 16, np.float32)
+        self.n = 0
+
+    def reserve(self, size: int) -> None:
+        if size > len(self.data):
+            grown = np.empty(size, np.float32)
+            grown[:self.n] = self.data[:self.n]
+            self.data = grown
+
+    def append(self, x: np.ndarray) -> None:
+        if self.n + len(x) > len(self.data):
+            self.reserve(max(self.n + len(x), len(self.data) * 3 // 2))
+        self.data[self.n:self.n + len(x)] = x
+        self.n += len(x)
+
+    def array(self) -> np.ndarray:
+        return self.data[:self.n]
+
+
 def read_audio_span(path, num_frames: int | None = None, fps: float = FPS,
                     sample_rate: int = SAMPLE_RATE) -> tuple[np.ndarray, tuple[int, int]]:
     """:func:`read_audio` and the sample range ``[lo, hi)`` of it that came from the file (outside it: zero
@@ -366,7 +390,7 @@ def read_audio_span(path, num_frames: int | None = None, fps: float = FPS,
             if vs.start_time is not None and vs.time_base is not None:
                 v_origin = float(vs.start_time * vs.time_base)
         native_rate = int(a.codec_context.sample_rate)
-        parts, a_start, have, need = [], None, 0, None
+        samples, a_start, need = _Samples(), None, None
         try:
             for frame in c.decode(a):
                 if a_start is None and frame.pts is not None and frame.time_base is not None:
@@ -374,23 +398,23 @@ def read_audio_span(path, num_frames: int | None = None, fps: float = FPS,
                 if need is None and num_frames is not None:  # native samples the output needs, from here
                     offset_s = (a_start or 0.0) - (v_origin or 0.0)
                     need = int(math.ceil((num_frames / fps - offset_s + AUDIO_MARGIN_S) * native_rate))
-                if need is not None and have >= need:
+                    samples.reserve(need + (1 << 16))  # + the last frame's overshoot
+                if need is not None and samples.n >= need:
                     break
                 x = frame.to_ndarray()
                 if x.dtype.kind in "iu":
                     x = x.astype(np.float32) / float(np.iinfo(x.dtype).max + 1)
                 if not frame.format.is_planar:  # packed: (1, samples*channels)
                     x = x.reshape(-1, len(frame.layout.channels)).T
-                parts.append(x.astype(np.float32).mean(axis=0))
-                have += len(parts[-1])
+                samples.append(x.astype(np.float32).mean(axis=0))
         except av.error.FFmpegError as e:
             raise UndecodableMedia(path, f"audio stream cannot be decoded ({e})") from e
-    if not parts:
+    if not samples.n:
         raise NoAudioStream(path, "audio stream has no decodable samples")
-    wav = np.concatenate(parts)
+    wav = samples.array()
     if native_rate != sample_rate:
         g = math.gcd(native_rate, sample_rate)
-        wav = resample_poly(wav.astype(np.float64), sample_rate // g, native_rate // g).astype(np.float32)
+        wav = resample_poly(wav, sample_rate // g, native_rate // g, dtype=np.float32)
     offset_s = (a_start or 0.0) - (v_origin or 0.0)
     shift = int(round(offset_s * sample_rate))
     real = len(wav) + min(shift, 0)  # samples from the file that are at or after the first video frame
@@ -403,7 +427,8 @@ def read_audio_span(path, num_frames: int | None = None, fps: float = FPS,
         wav = wav[:n] if len(wav) >= n else np.pad(wav, (0, n - len(wav)))
     lo = min(max(shift, 0), len(wav))
     hi = lo + min(max(real, 0), len(wav) - lo)
-    return np.clip(wav, -1.0, 1.0).astype(np.float32), (int(lo), int(hi))
+    wav = np.ascontiguousarray(wav, np.float32)
+    return np.clip(wav, -1.0, 1.0, out=wav), (int(lo), int(hi))  # in place: the samples are this call's own
 
 
 @dataclass

@@ -30,13 +30,19 @@ def _output_len(len_h: int, n_in: int, up: int, down: int) -> int:
     return ((n_in - 1) * up + len_h - 1) // down + 1
 
 
-def resample_poly(x: np.ndarray, up: int, down: int) -> np.ndarray:
-    """``x`` (1-D) resampled by ``up / down`` (float64), as ``scipy.signal.resample_poly(x, up, down)``."""
-    x = np.asarray(x, np.float64)
+BLOCK_ROWS = 4096  # output samples per residue computed at once: memory holds a block, not the signal
+
+
+def resample_poly(x: np.ndarray, up: int, down: int, dtype=np.float64, block_rows: int = BLOCK_ROWS) -> np.ndarray:
+    """``x`` (1-D) resampled by ``up / down``, as ``scipy.signal.resample_poly(x, up, down)`` (computed in
+    float64, returned as ``dtype``). The output is computed ``block_rows`` samples of one filter phase at a
+    time from float64 copies of just the input those need, so a long signal is never copied whole; the
+    values are bit for bit those of one pass over the whole signal (tested)."""
+    x = np.asarray(x)
     g = math.gcd(int(up), int(down))
     up, down = int(up) // g, int(down) // g
     if up == down == 1:
-        return x.copy()
+        return x.astype(dtype)
     n_in = len(x)
     n_out = n_in * up // down + bool(n_in * up % down)
     h = lowpass(up, down)
@@ -56,20 +62,34 @@ def resample_poly(x: np.ndarray, up: int, down: int) -> np.ndarray:
         taps = h[p::up]
         bank[p, :len(taps)] = taps
     m_lo, m_hi = n_pre_remove, n_pre_remove + n_out
-    xpad = np.concatenate([np.zeros(q_len - 1), x, np.zeros(q_len + (m_hi * down) // up - n_in + 2)])
-    out = np.empty(n_out)
-    step = xpad.strides[0]
+    out = np.empty(n_out, dtype)
+    block_rows = max(4, block_rows - block_rows % 4)  # whole groups of BLAS's 4-row kernel: the same sums
     for r in range(up):
         first = m_lo + (r - m_lo) % up  # the first m >= m_lo with m = r (mod up)
         if first >= m_hi:
             continue
         count = (m_hi - 1 - first) // up + 1
         pos = first * down
-        i0 = pos // up
-        windows = np.lib.stride_tricks.as_strided(xpad[i0:], shape=(count, q_len), strides=(down * step, step),
-                                                  writeable=False)
-        out[first - m_lo::up][:count] = windows @ bank[pos % up, ::-1]
+        i0 = pos // up - (q_len - 1)  # window k starts at x[i0 + k down] (x zero outside [0, n_in))
+        phase = bank[pos % up, ::-1]
+        dst = out[first - m_lo::up]
+        for k0 in range(0, count, block_rows):
+            k1 = min(count, k0 + block_rows)
+            lo = i0 + k0 * down
+            seg = _padded(x, lo, lo + (k1 - 1 - k0) * down + q_len)
+            windows = np.lib.stride_tricks.as_strided(seg, shape=(k1 - k0, q_len),
+                                                      strides=(down * seg.strides[0], seg.strides[0]), writeable=False)
+            dst[k0:k1] = windows @ phase
     return out
+
+
+def _padded(x: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """float64 ``x[lo:hi]``, zeros where the range runs outside ``x``."""
+    seg = np.zeros(hi - lo)
+    a, b = max(lo, 0), min(hi, len(x))
+    if b > a:
+        seg[a - lo:b - lo] = x[a:b]
+    return seg
 
 
 __all__ = ["resample_poly", "lowpass"]

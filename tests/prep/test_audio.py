@@ -153,3 +153,17 @@ def test_numpy_resampler_and_preemphasis_match_scipy():
     emph = wav.copy()
     emph[1:] -= 0.97 * wav[:-1]
     np.testing.assert_array_equal(emph, lfilter([1.0, -0.97], [1.0], wav))
+
+
+def test_resampling_in_blocks_equals_one_pass_bit_for_bit():
+    """A long clip's audio is resampled a block of output samples at a time, from float64 copies of only
+    the input each block reads: bit for bit one pass over the whole float64 signal, for any block size,
+    from the float32 samples prep passes (and to float32 as prep stores them)."""
+    from prep.resample import resample_poly
+
+    x = (np.random.default_rng(3).normal(size=2 * 48000 + 11) * 0.1).astype(np.float32)
+    for up, down in ((1, 3), (160, 441), (2, 3)):
+        whole = resample_poly(x.astype(np.float64), up, down, block_rows=10 ** 9)
+        for block in (4, 37, 1000, 4096):
+            assert np.array_equal(resample_poly(x, up, down, block_rows=block), whole), (up, down, block)
+        assert np.array_equal(resample_poly(x, up, down, dtype=np.float32), whole.astype(np.float32))

@@ -245,6 +245,25 @@ def test_long_audio_under_a_short_video_is_read_only_as_far_as_needed(tmp_path, 
     assert s.failed == 1 and "audio lasts" in _failures(tmp_path / "out")[0]["message"]
 
 
+def test_a_long_clips_audio_is_held_once_at_its_native_rate(tmp_path):
+    """A minute of 48 kHz audio: the decoded samples are held once (not as decoded parts plus their
+    concatenation) and resampled a block at a time (no float64 copy of the whole signal), so the peak is
+    the native samples' float32 bytes plus the 16 kHz output's (the old code: ~6.7x the native bytes)."""
+    n, rate = 1500, 48000
+    wav = (0.1 * np.sin(np.arange(n * rate // 25) / 5.0)).astype(np.float32)
+    path = media.write_video(tmp_path / "long.mp4", (np.full((32, 32, 3), k % 250, np.uint8) for k in range(n)),
+                             wav, sample_rate=rate)
+    native = (n / 25 + media.AUDIO_MARGIN_S) * rate * 4
+    tracemalloc.start()
+    try:
+        out, span = media.read_audio_span(path, n)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(out) == n * 640 and out.dtype == np.float32 and span[1] - span[0] > 0.99 * len(out)
+    assert peak < 1.6 * native, f"{peak / native:.2f}x the native samples' bytes"
+
+
 # ---------------------------------------------------------------- 16.11: honest QA
 
 def test_short_audio_and_a_second_face_are_flagged(tmp_path, face_frames):

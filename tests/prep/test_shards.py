@@ -43,6 +43,80 @@ def test_float_list_columns_equal_the_python_list_conversion():
     assert t.column("mel").null_count == 1 and t.column("mfcc").null_count == 4
 
 
+def test_landmark_rows_equal_the_python_list_conversion():
+    """finalize reads a clip's landmarks as one float32 array (no Python float per value): the values of the
+    per-row lists, NaN rows where a frame has none, over several chunks, a sliced one included."""
+    from prep.finalize import _landmark_rows
+
+    t = shards.rows_to_table(_frame_rows("a", 13, 5), "frames")
+    col = pa.chunked_array(t.column("landmarks_src").chunks + [t.column("landmarks_src").combine_chunks().slice(3, 6)])
+    got = _landmark_rows(col)
+    want = np.stack([np.full(136, np.nan, np.float32) if v is None else np.asarray(v, np.float32)
+                     for v in col.to_pylist()])
+    assert got.dtype == np.float32 and got.shape == (19, 136)
+    np.testing.assert_array_equal(got, want)  # NaN rows compare equal here
+    assert np.isnan(got).all(axis=1).sum() == col.null_count > 0
+
+
+def test_sync_qa_reads_a_shots_crops_one_segment_at_a_time():
+    """The sync scorer gets a shot's crops as a sequence read segment by segment (a long shot's crop column is
+    never in memory whole): the same bytes as the concatenated column, in any access order."""
+    from prep.finalize import ShotCrops
+
+    segs = [(s, shards.rows_to_table(_frame_rows("a", n, s), "frames")) for s, n in ((0, 7), (7, 5), (12, 9))]
+    loads = []
+
+    def tables(columns=None):
+        for start, t in segs:
+            loads.append(start)
+            yield start, t.select(columns)
+
+    every = sum((t.column("crop").to_pylist() for _, t in segs), [])
+    crops = ShotCrops(tables, 3, 19)
+    assert len(crops) == 16
+    assert [crops[i] for i in range(16)] == every[3:19]
+    assert loads == [0, 7, 12]  # in order: each segment read once
+    assert crops[-1] == every[18] and crops[0] == every[3] and [crops[i] for i in (9, 2, 15)] == [every[12], every[5], every[18]]
+    with pytest.raises(IndexError):
+        crops[16]
+
+
+def test_shards_stream_row_groups_with_the_bytes_of_one_whole_write(tmp_path):
+    """Each shard is streamed to its file a row group at a time (memory: one row group, not a shard of
+    4,096 frames with their crops); its bytes are those of writing the whole shard at once, however the
+    input was sliced."""
+    import hashlib
+
+    whole = shards.rows_to_table(_frame_rows("a", 300, 3), "frames")
+    cuts = [0, 1, 50, 257, 299, 300]
+    pieces = [whole.slice(a, b - a) for a, b in zip(cuts, cuts[1:])]
+    written = shards.write_shard_set(iter(pieces), tmp_path / "frames", "frames", 300, rows_per_shard=280)
+    for w, (a, b) in zip(written, [(0, 280), (280, 300)]):
+        want = shards.table_to_parquet_bytes(whole.slice(a, b - a).combine_chunks(), "frames")
+        assert (tmp_path / w["path"]).read_bytes() == want
+        assert w["rows"] == b - a and w["sha256"] == hashlib.sha256(want).hexdigest()
+    assert pq.ParquetFile(tmp_path / written[0]["path"]).metadata.num_row_groups == 2  # 256 + 24 rows
+    assert not list((tmp_path / "frames").glob(".*.tmp"))
+
+
+def test_parts_are_read_back_one_row_group_at_a_time(tmp_path):
+    """write_outputs streams every part through iter_parquet_tables: at each table it yields, Arrow holds
+    about one row group, not the whole file (pyarrow's iter_batches reads the whole file ahead)."""
+    rng = np.random.default_rng(0)
+    blobs = [rng.integers(0, 255, 64 << 10, dtype=np.uint8).tobytes() for _ in range(16)]
+    t = pa.table({"i": pa.array(range(320), pa.int32()), "b": pa.array([blobs[k % 16] for k in range(320)], pa.binary())})
+    pq.write_table(t, tmp_path / "p.parquet", row_group_size=16, compression="none")  # 20 groups of 1 MiB
+    base, held, back = pa.total_allocated_bytes(), [], []
+    for piece in shards.iter_parquet_tables(tmp_path / "p.parquet", batch_rows=10):
+        held.append(pa.total_allocated_bytes() - base)
+        back.append(piece)
+        del piece
+        back[-1] = back[-1].column("i").to_pylist()  # keep the row order, not the bytes
+    assert sum(back, []) == list(range(320)) and max(len(b) for b in back) <= 10
+    # a few 1 MiB row groups in flight (the reader's buffers); the old read-ahead held all 20 MiB
+    assert max(held) < 8 << 20, f"{max(held) / 2 ** 20:.1f} MiB held while reading a 20 MiB file"
+
+
 def test_parquet_bytes_are_deterministic_and_atomic(tmp_path):
     t = shards.rows_to_table(_frame_rows("a", 20), "frames")
     shards.write_table_atomic(t, tmp_path / "x.parquet", "frames")
