@@ -75,7 +75,12 @@ def detect_scenes(path) -> list[tuple[int, int]]:
     scenes = manager.get_scene_list()
     if not scenes:
         scenes = [(video.base_timecode, video.base_timecode + video.duration)]
-    return [(int(a.get_frames()), int(b.get_frames())) for a, b in scenes]
+    return [(_frame_number(a), _frame_number(b)) for a, b in scenes]
+
+
+def _frame_number(timecode) -> int:
+    """A scenedetect FrameTimecode's frame number (``frame_num``; ``get_frames()`` before 0.6.7, deprecated since)."""
+    return int(timecode.frame_num if hasattr(timecode, "frame_num") else timecode.get_frames())
 
 
 # ---------------------------------------------------------------- tracks → crop files

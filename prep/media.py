@@ -340,6 +340,7 @@ def read_audio(path, num_frames: int | None = None, fps: float = FPS,
     return read_audio_covered(path, num_frames, fps, sample_rate)[0]
 
 
+MAX_AUDIO_RESERVE = 1 << 27  # samples reserved up front at most (512 MiB); a longer read grows as it goes
 AUDIO_MARGIN_S = 1.0  # decoded past the last needed sample: the resampler's output there is then exact
 
 
@@ -398,7 +399,7 @@ def read_audio_span(path, num_frames: int | None = None, fps: float = FPS,
                 if need is None and num_frames is not None:  # native samples the output needs, from here
                     offset_s = (a_start or 0.0) - (v_origin or 0.0)
                     need = int(math.ceil((num_frames / fps - offset_s + AUDIO_MARGIN_S) * native_rate))
-                    samples.reserve(need + (1 << 16))  # + the last frame's overshoot
+                    samples.reserve(min(need + (1 << 16), MAX_AUDIO_RESERVE))  # + the last frame's overshoot
                 if need is not None and samples.n >= need:
                     break
                 x = frame.to_ndarray()
