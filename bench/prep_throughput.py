@@ -17,11 +17,11 @@ every thread and child process (FFmpeg's frame threads, Dask workers).
   included (the acceptance check). Goal >= 0.5x.
 * ``dask``: a 2-worker LocalCluster (``--workers``) on >= 5 minutes of video (the clips repeated under
   distinct names), start-up included, frames/s per core. Goal >= 0.5x.
+* ``per_frame_detection`` (``--baseline``): inline with the detector on every frame.
 
 Every mode also reports frames per CPU-second against decode-only's (``cpu_ratio_vs_decode_only``): the
 decode-only process keeps ~1.5 cores busy (FFmpeg's frame threads), so the wall ratio per core of a job
 that fills every core compares one core's work with ~1.5 cores'; the CPU ratio compares like with like.
-* ``per_frame_detection`` (``--baseline``): inline with the detector on every frame.
 """
 from __future__ import annotations
 

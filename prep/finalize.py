@@ -31,7 +31,7 @@ from .errors import FaceError, TooShort
 from .failures import is_transient
 from .inputs import InputItem
 from .schema import FRAMES_SCHEMA
-from .shards import fixed_list_array, rows_to_table, write_table_atomic, write_tables_atomic
+from .shards import fixed_list_array, fixed_list_rows, rows_to_table, write_table_atomic, write_tables_atomic
 from .shots import ShortShot, shot_bounds, shot_clip_id, suppress_cuts
 
 log = logging.getLogger(__name__)
@@ -90,19 +90,6 @@ def _fit_3dmm(landmarks: np.ndarray, valid: np.ndarray, width: int, height: int)
     return fit_clip(landmarks.reshape(-1, 68, 2), valid, (width, height))
 
 
-def _landmark_rows(column: pa.ChunkedArray) -> np.ndarray:
-    """A ``landmarks_src`` column as (n, 136) float32, NaN rows where null (no Python float per value)."""
-    width = column.type.list_size
-    out = np.full((len(column), width), np.nan, np.float32)
-    at = 0
-    for chunk in column.chunks:
-        ok = np.asarray(chunk.is_valid())
-        if ok.any():
-            out[at:at + len(chunk)][ok] = np.asarray(chunk.filter(ok).flatten(), np.float32).reshape(-1, width)
-        at += len(chunk)
-    return out
-
-
 def _mm_columns(fit: dict, valid: np.ndarray, lo: int, hi: int) -> dict:
     """The ``mm_*`` frame columns of shot rows [lo, hi) (null where no face)."""
     v = valid[lo:hi]
@@ -153,7 +140,7 @@ def finalize_clip(it: InputItem, segments: list[dict], cfg: PrepConfig, work_roo
     index, landmarks, found = [], [], []
     for _, t in segment_tables(["frame_index", "landmarks_src", "face_found"]):
         index += t.column("frame_index").to_pylist()
-        landmarks.append(_landmark_rows(t.column("landmarks_src")))
+        landmarks.append(fixed_list_rows(t.column("landmarks_src")))
         found += t.column("face_found").to_pylist()
     landmarks = np.concatenate(landmarks)
     num_frames = len(index)

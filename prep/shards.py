@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import math
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -41,12 +42,13 @@ def write_table_atomic(table: pa.Table, path, kind: str) -> None:
     atomic_write_bytes(path, table_to_parquet_bytes(table, kind))
 
 
-def write_tables_atomic(tables: Iterable[pa.Table], path, kind: str) -> int:
-    """Stream tables into one Parquet file (temp + rename), one table in memory at a time. Returns rows."""
+def write_tables_atomic(tables: Iterable[pa.Table], path, kind: str, schema: pa.Schema | None = None) -> int:
+    """Stream tables into one Parquet file (temp + rename), one table in memory at a time. Returns rows.
+    ``schema``: the file's (default: the kind's); every table must have it."""
     tmp = temp_path(path)
     rows = 0
     try:
-        with pq.ParquetWriter(tmp, SCHEMAS[kind], compression=COMPRESSION, compression_level=COMPRESSION_LEVEL,
+        with pq.ParquetWriter(tmp, schema or SCHEMAS[kind], compression=COMPRESSION, compression_level=COMPRESSION_LEVEL,
                               use_dictionary=False, write_statistics=True, store_schema=True) as w:
             for t in tables:
                 w.write_table(t.replace_schema_metadata(None), row_group_size=ROW_GROUP_ROWS.get(kind, 256))
@@ -103,6 +105,20 @@ def fixed_list_array(flat: np.ndarray, valid: np.ndarray, field: pa.Field) -> pa
                                              field.type.list_size, mask=pa.array(~np.asarray(valid, bool)))
 
 
+def fixed_list_rows(column: pa.ChunkedArray) -> np.ndarray:
+    """The inverse of :func:`fixed_list_array`: a fixed-size-list column as (rows, width) float32, NaN rows
+    where null (no Python float per value)."""
+    width = column.type.list_size
+    out = np.full((len(column), width), np.nan, np.float32)
+    at = 0
+    for chunk in column.chunks:
+        ok = np.asarray(chunk.is_valid())
+        if ok.any():
+            out[at:at + len(chunk)][ok] = np.asarray(chunk.filter(ok).flatten(), np.float32).reshape(-1, width)
+        at += len(chunk)
+    return out
+
+
 def _fixed_list(values: list, width: int, field: pa.Field) -> pa.Array:
     """A fixed-size-list column from per-row arrays (None = null) without a Python list per value."""
     valid = np.array([v is not None for v in values], bool)
@@ -141,32 +157,29 @@ def write_shard_set(tables: Iterable[pa.Table], out_dir, kind: str, total_rows: 
     """Write an ordered stream of tables as ``ceil(total_rows / rows_per_shard)`` shards.
 
     The split depends only on the row order, so the same rows give byte-identical shards. Each shard is
-    streamed to its file a row group at a time (one contiguous chunk per column, as ``pq.write_table`` of
-    the whole shard would write it: the same bytes), so memory holds one row group, not one shard (4,096
-    frames with their crops). Returns ``[{"path", "rows", "sha256"}]`` relative to ``out_dir``'s parent.
+    streamed to its file (:func:`write_tables_atomic`) a row group at a time, each group one contiguous
+    chunk per column: the bytes of ``pq.write_table`` of the whole shard, however the input was sliced, with
+    one row group in memory instead of a shard (4,096 frames with their crops). Returns
+    ``[{"path", "rows", "sha256"}]`` relative to ``out_dir``'s parent.
     """
     out_dir = Path(out_dir)
     n = max(1, math.ceil(total_rows / rows_per_shard))
     group = ROW_GROUP_ROWS.get(kind, 256)
+    rows = _RowStream(tables)
     written: list[dict] = []
-    shard: _ShardFile | None = None
-    for t in tables:
-        while t.num_rows:
-            if shard is None:
-                shard = _ShardFile(out_dir / shard_name(kind, len(written), n), kind, group)
-            take = min(rows_per_shard - shard.rows, t.num_rows)
-            shard.add(t.slice(0, take))
-            t = t.slice(take)
-            if shard.rows == rows_per_shard:
-                written.append(shard.close(out_dir))
-                shard = None
-    if shard is not None:
-        written.append(shard.close(out_dir))
-    while len(written) < n:  # no rows at all, or total_rows overstated: keeps the -of-N promise
+    while rows.more() or len(written) < n:  # an empty shard where total_rows overstated: keeps the -of-N promise
         path = out_dir / shard_name(kind, len(written), n)
-        data = table_to_parquet_bytes(empty_table(kind), kind)
-        atomic_write_bytes(path, data)
-        written.append({"path": f"{out_dir.name}/{path.name}", "rows": 0, "sha256": hashlib.sha256(data).hexdigest()})
+        if rows.more():
+            groups = _regrouped(rows.take(rows_per_shard), group)
+            first = next(groups)  # its schema, as pq.write_table of the shard's table would store it
+            count = write_tables_atomic(itertools.chain([first], groups), path, kind,
+                                        first.schema.remove_metadata())
+            sha = sha256_file(path)
+        else:
+            data = table_to_parquet_bytes(empty_table(kind), kind)
+            atomic_write_bytes(path, data)
+            count, sha = 0, hashlib.sha256(data).hexdigest()
+        written.append({"path": f"{out_dir.name}/{path.name}", "rows": count, "sha256": sha})
     # remove stale shards of this kind from an earlier run with a different count
     keep = {Path(w["path"]).name for w in written}
     for p in out_dir.glob(f"{kind}-*.parquet"):
@@ -175,55 +188,33 @@ def write_shard_set(tables: Iterable[pa.Table], out_dir, kind: str, total_rows: 
     return written
 
 
-class _ShardFile:
-    """One shard being written: rows gathered into row groups of ``group`` rows, each written as one chunk
-    per column (the bytes must not depend on how the input was sliced), to a temp file renamed on close."""
+class _RowStream:
+    """The rows of a stream of tables, taken ``n`` at a time as slices."""
 
-    def __init__(self, path: Path, kind: str, group: int):
-        self.path, self.kind, self.group = path, kind, group
-        self.tmp = temp_path(path)
-        self.writer = None
-        self.pending: list[pa.Table] = []
-        self.pending_rows = self.rows = 0
+    def __init__(self, tables: Iterable[pa.Table]):
+        self._tables, self._head = iter(tables), None
 
-    def add(self, t: pa.Table) -> None:
-        self.rows += t.num_rows
-        while t.num_rows:
-            take = min(self.group - self.pending_rows, t.num_rows)
-            self.pending.append(t.slice(0, take))
-            self.pending_rows += take
-            t = t.slice(take)
-            if self.pending_rows == self.group:
-                self._write()
+    def more(self) -> bool:
+        while self._head is None or not self._head.num_rows:
+            self._head = next(self._tables, None)
+            if self._head is None:
+                return False
+        return True
 
-    def _write(self) -> None:
-        rg = pa.concat_tables(self.pending).combine_chunks().replace_schema_metadata(None)
-        try:
-            if self.writer is None:
-                self.writer = pq.ParquetWriter(self.tmp, rg.schema, compression=COMPRESSION,
-                                               compression_level=COMPRESSION_LEVEL, use_dictionary=False,
-                                               write_statistics=True, store_schema=True)
-            self.writer.write_table(rg, row_group_size=self.group)
-        except BaseException:
-            self.abort()
-            raise
-        self.pending, self.pending_rows = [], 0
+    def take(self, n: int) -> Iterator[pa.Table]:
+        while n and self.more():
+            piece = self._head.slice(0, n)
+            self._head = self._head.slice(piece.num_rows)
+            n -= piece.num_rows
+            yield piece
 
-    def close(self, out_dir: Path) -> dict:
-        try:
-            if self.pending:
-                self._write()
-            self.writer.close()
-            commit_temp(self.tmp, self.path)
-        except BaseException:
-            self.abort()
-            raise
-        return {"path": f"{out_dir.name}/{self.path.name}", "rows": self.rows, "sha256": sha256_file(self.path)}
 
-    def abort(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-        self.tmp.unlink(missing_ok=True)
+def _regrouped(pieces: Iterable[pa.Table], size: int) -> Iterator[pa.Table]:
+    """``pieces`` re-cut into tables of ``size`` rows (the last may be shorter), each one contiguous chunk
+    per column: the bytes must not depend on how the input was sliced."""
+    rows = _RowStream(pieces)
+    while rows.more():
+        yield pa.concat_tables(list(rows.take(size))).combine_chunks()
 
 
 # ---------------------------------------------------------------- crops
@@ -244,5 +235,5 @@ def encode_crop(rgb: np.ndarray, codec: str = "jpeg", quality: int = 95) -> byte
 
 
 __all__ = ["write_table_atomic", "write_tables_atomic", "table_to_parquet_bytes",
-           "iter_parquet_tables", "rows_to_table", "frames_table", "fixed_list_array", "empty_table", "write_shard_set", "shard_name", "encode_crop",
+           "iter_parquet_tables", "rows_to_table", "frames_table", "fixed_list_array", "fixed_list_rows", "empty_table", "write_shard_set", "shard_name", "encode_crop",
            "MANIFEST"]

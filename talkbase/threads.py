@@ -31,13 +31,18 @@ def blas_threads(n: int = 1):
     """BLAS (numpy's and scipy's OpenBLAS) limited to ``n`` threads inside the block, cheaply: the loaded
     libraries are discovered once per process (``threadpool_limits`` rescans them on every call, ~30 ms
     with torch loaded). Import scipy.linalg before the first call so its BLAS is found too."""
+    with _controller().limit(limits=n):
+        yield
+
+
+def _controller():
+    """threadpoolctl's view of the loaded pools, rescanned only when a module that may load one has come."""
     from threadpoolctl import ThreadpoolController
 
-    key = tuple(m in sys.modules for m in ("scipy.linalg", "torch", "cv2"))  # what may have loaded a pool
+    key = tuple(m in sys.modules for m in ("scipy.linalg", "torch", "cv2"))
     if key not in _CONTROLLERS:
         _CONTROLLERS[key] = ThreadpoolController()
-    with _CONTROLLERS[key].limit(limits=n):
-        yield
+    return _CONTROLLERS[key]
 
 
 def prefetch(iterable, depth: int = 2):
@@ -138,20 +143,9 @@ def limit_process_threads(n: int = 1) -> None:
         cv2.setNumThreads(n)
     except ImportError:  # pragma: no cover
         pass
-    _limit_blas(n)
-
-
-_BLAS_LIMITS: set = set()
-
-
-def _limit_blas(n: int) -> None:
     import scipy.linalg  # noqa: F401 - loads scipy's own OpenBLAS now, so the limit covers it
-    from threadpoolctl import ThreadpoolController
 
-    key = (n, tuple(m in sys.modules for m in ("torch", "cv2")))  # what may have loaded another pool since
-    if key not in _BLAS_LIMITS:
-        ThreadpoolController().limit(limits=n, user_api="blas")  # kept: never restored
-        _BLAS_LIMITS.add(key)
+    _controller().limit(limits=n, user_api="blas")  # kept: never restored
 
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt() parameters (malloc.h)

@@ -46,11 +46,9 @@ def test_float_list_columns_equal_the_python_list_conversion():
 def test_landmark_rows_equal_the_python_list_conversion():
     """finalize reads a clip's landmarks as one float32 array (no Python float per value): the values of the
     per-row lists, NaN rows where a frame has none, over several chunks, a sliced one included."""
-    from prep.finalize import _landmark_rows
-
     t = shards.rows_to_table(_frame_rows("a", 13, 5), "frames")
     col = pa.chunked_array(t.column("landmarks_src").chunks + [t.column("landmarks_src").combine_chunks().slice(3, 6)])
-    got = _landmark_rows(col)
+    got = shards.fixed_list_rows(col)
     want = np.stack([np.full(136, np.nan, np.float32) if v is None else np.asarray(v, np.float32)
                      for v in col.to_pylist()])
     assert got.dtype == np.float32 and got.shape == (19, 136)
@@ -97,6 +95,13 @@ def test_shards_stream_row_groups_with_the_bytes_of_one_whole_write(tmp_path):
         assert w["rows"] == b - a and w["sha256"] == hashlib.sha256(want).hexdigest()
     assert pq.ParquetFile(tmp_path / written[0]["path"]).metadata.num_row_groups == 2  # 256 + 24 rows
     assert not list((tmp_path / "frames").glob(".*.tmp"))
+    # as write_outputs feeds it: a part written and read back in pieces (its schema as Parquet restores it)
+    shards.write_tables_atomic(pieces, tmp_path / "part.parquet", "frames")
+    back = pq.read_table(tmp_path / "part.parquet")
+    again = shards.write_shard_set(shards.iter_parquet_tables(tmp_path / "part.parquet", batch_rows=100),
+                                   tmp_path / "again", "frames", 300, rows_per_shard=280)
+    for w, (a, b) in zip(again, [(0, 280), (280, 300)]):
+        assert (tmp_path / w["path"]).read_bytes() == shards.table_to_parquet_bytes(back.slice(a, b - a).combine_chunks(), "frames")
 
 
 def test_parts_are_read_back_one_row_group_at_a_time(tmp_path):
