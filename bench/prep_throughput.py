@@ -17,6 +17,9 @@ every thread and child process (FFmpeg's frame threads, Dask workers).
   included (the acceptance check). Goal >= 0.5x.
 * ``dask``: a 2-worker LocalCluster (``--workers``) on >= 5 minutes of video (the clips repeated under
   distinct names), start-up included, frames/s per core. Goal >= 0.5x.
+* ``process_<clip>``: the whole process on each clip alone, against decode-only of that clip: the ratio
+  depends on the clip, since decoding gets cheaper with resolution and most of prep's per-frame work (one
+  landmark fit per frame, the crop, its JPEG) does not.
 * ``per_frame_detection`` (``--baseline``): inline with the detector on every frame.
 
 Every mode also reports frames per CPU-second against decode-only's (``cpu_ratio_vs_decode_only``): the
@@ -154,9 +157,10 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5, help="pairs for the in-process ratio")
     ap.add_argument("--process-repeats", type=int, default=3)
     ap.add_argument("--dask-repeats", type=int, default=2)
+    ap.add_argument("--per-clip-repeats", type=int, default=2, help="pairs per clip for process_<clip>")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--dask-minutes", type=float, default=5.0, help="video in the Dask job")
-    ap.add_argument("--skip", default="", help="comma list of inline,process,dask to skip")
+    ap.add_argument("--skip", default="", help="comma list of inline,process,per_clip,dask to skip")
     ap.add_argument("--baseline", action="store_true", help="also the per-frame-detection baseline")
     ap.add_argument("--json", help="write the numbers here too")
     ap.add_argument("--bfm", default=str(REPO.parent / "shared" / "models" / "3ddfa_bfm"), help="3DMM basis folder")
@@ -184,6 +188,13 @@ def main() -> None:
         paired("inline_steady", lambda: inline(src, cfg), base, args.repeats, res)
     if "process" not in skip:
         paired("process", lambda: process(src, n_frames), base, args.process_repeats, res)
+    if "per_clip" not in skip:
+        for p in paths:
+            one = link_inputs([p], 1)
+            n_one = decode_only([p])["frames"]
+            paired(f"process_{p.stem}", lambda: process(one, n_one), lambda: decode_only([p]),  # noqa: B023
+                   args.per_clip_repeats, res)
+            shutil.rmtree(one, ignore_errors=True)
     if "dask" not in skip:
         copies = max(1, int(np.ceil(args.dask_minutes * 60 * media.FPS / n_frames)))
         big = link_inputs(paths, copies)

@@ -105,7 +105,9 @@ def process_segment(it: InputItem, start: int, stop: int | None, cfg: PrepConfig
     from .faces.scans import make_backend, scan_ahead
     from .shots import ShotDetector
 
-    limit_process_threads()  # one thread per task: numbers must not depend on the worker's thread count
+    # one thread per task: numbers must not depend on the worker's thread count (scipy's BLAS is limited
+    # where it is used: finalising)
+    limit_process_threads(load_scipy=False)
     work = WorkDir(work_root)
     seg_path, sum_path = work.segment(it.key, index), work.segment_summary(it.key, index)
     if write and seg_path.exists() and sum_path.exists():  # a retried task: already written

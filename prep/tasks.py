@@ -16,6 +16,8 @@ from .pipeline import (commit_failure, failure_record, finalize_long_clip, proce
                        segment_bounds)
 
 
+FINALIZE_QUEUE = 2  # short clips finalised or waiting for it in an inline job: each holds its frames table
+
 # ---------------------------------------------------------------- the first task of every clip
 
 def start_clip(it: InputItem, cfg: PrepConfig, work_root: str, sync_scorer=None, finalize_in=None):
@@ -40,21 +42,23 @@ def start_clip(it: InputItem, cfg: PrepConfig, work_root: str, sync_scorer=None,
 def run_inline(executor: Executor, items: list[InputItem], cfg: PrepConfig, work_root: str, on_done,
                 sync_scorer=None) -> None:
     """The inline job: one clip after another in this thread, each short clip's finalising (audio features,
-    3DMM fit, QA, sync QA, the commit) in a second thread while the next clip is decoded and tracked. At
-    most one clip is being finalised; ``on_done`` is called in input order, here. Long clips run their
+    3DMM fit, QA, sync QA, the commit) in a second thread while the next clips are decoded and tracked. At
+    most ``FINALIZE_QUEUE`` clips wait for or are in finalising (a short clip tracked while a long one is
+    finalised does not stall the tracking); ``on_done`` is called in input order, here. Long clips run their
     segments and finalising here, in turn. The same functions make the same files as a Dask worker's."""
     from concurrent.futures import Future, ThreadPoolExecutor
 
-    pending: list = []  # [(item, Future)] of the clip being finalised
+    pending: list = []  # [(item, Future)] of the clips handed to the finaliser, in input order
 
-    def collect():
-        for it, fut in pending:
+    def collect(keep: int = 0):
+        """Report the finalised clips at the head of ``pending``; wait until at most ``keep`` remain."""
+        while pending and (len(pending) > keep or pending[0][1].done()):
+            it, fut = pending.pop(0)
             try:
                 res = fut.result()
             except Exception as e:  # noqa: BLE001 - as a crashed task of a worker
                 res = failure_record(it, e, stage="worker")
             on_done(it, res)
-        pending.clear()
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="talkbench-finalize") as finalizer:
         try:
@@ -63,10 +67,11 @@ def run_inline(executor: Executor, items: list[InputItem], cfg: PrepConfig, work
                     res = start_clip(it, cfg, work_root, sync_scorer, finalize_in=finalizer)
                 except Exception as e:  # noqa: BLE001
                     res = failure_record(it, e, stage="worker")
-                collect()  # the previous clip's finalising ran while this one was tracked
                 if isinstance(res, Future):
                     pending.append((it, res))
+                    collect(keep=FINALIZE_QUEUE)
                     continue
+                collect()  # a long clip or a failure: reported after the clips before it
                 if res.get("status") == "segment":
                     res = _submit_long_clip(executor, it, res, cfg, work_root, sync_scorer).result()
                 on_done(it, res)

@@ -128,12 +128,14 @@ class SerialWorker:
             self._pending.clear()
 
 
-def limit_process_threads(n: int = 1) -> None:
+def limit_process_threads(n: int = 1, load_scipy: bool = True) -> None:
     """For a worker process that only ever runs one-thread tasks: set the limits once, for good. torch is
     limited only when something has imported it already (importing it here would cost ~2 s of start-up
     in a prep process that never uses it). BLAS too (numpy's and scipy's OpenBLAS): beside the task's own
     threads its pool only spin-waits after each call (~2 % of an inline prep run's CPU at the default of one
-    thread per core), and its thread count would otherwise be the machine's."""
+    thread per core), and its thread count would otherwise be the machine's. ``load_scipy=False`` limits
+    scipy's BLAS only if scipy.linalg is loaded already, for a caller that never uses it: importing it
+    costs ~0.2 s, and a job's first task waited 0.47 s here while a warm-up thread imported it."""
     torch = sys.modules.get("torch")
     if torch is not None:
         torch.set_num_threads(n)
@@ -143,7 +145,8 @@ def limit_process_threads(n: int = 1) -> None:
         cv2.setNumThreads(n)
     except ImportError:  # pragma: no cover
         pass
-    import scipy.linalg  # noqa: F401 - loads scipy's own OpenBLAS now, so the limit covers it
+    if load_scipy:
+        import scipy.linalg  # noqa: F401 - loads scipy's own OpenBLAS now, so the limit covers it
 
     _controller().limit(limits=n, user_api="blas")  # kept: never restored
 

@@ -36,24 +36,47 @@ def test_serial_worker_raises_a_calls_error_and_drops_the_rest_on_error():
     assert ran == []  # not started before the block left: dropped
 
 
-def test_limit_process_threads_limits_every_blas_pool_for_good():
-    # in a fresh process: the limit is process-wide and permanent (prep's processes set it once)
+def _in_fresh_process(code: str):
+    """What ``code`` prints last, as JSON, from a fresh interpreter with two BLAS threads by default (the
+    limits are process-wide and permanent: prep's processes set them once)."""
     import json
     import os
     import subprocess
     import sys
 
-    code = ("import json, numpy\n"
-            "from threadpoolctl import threadpool_info\n"
-            "from talkbase.threads import limit_process_threads\n"
-            "before = [i['num_threads'] for i in threadpool_info() if i['user_api'] == 'blas']\n"
-            "limit_process_threads(1)\n"
-            "import gc; gc.collect()\n"
-            "after = {i['filepath']: i['num_threads'] for i in threadpool_info() if i['user_api'] == 'blas'}\n"
-            "print(json.dumps({'before': before, 'after': after}))\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                        env=dict(os.environ, OPENBLAS_NUM_THREADS="2"))
-    out = json.loads(r.stdout.strip().splitlines()[-1])
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def test_limit_process_threads_limits_every_blas_pool_for_good():
+    out = _in_fresh_process(
+        "import json, numpy\n"
+        "from threadpoolctl import threadpool_info\n"
+        "from talkbase.threads import limit_process_threads\n"
+        "before = [i['num_threads'] for i in threadpool_info() if i['user_api'] == 'blas']\n"
+        "limit_process_threads(1)\n"
+        "import gc; gc.collect()\n"
+        "after = {i['filepath']: i['num_threads'] for i in threadpool_info() if i['user_api'] == 'blas'}\n"
+        "print(json.dumps({'before': before, 'after': after}))\n")
     assert out["before"] and max(out["before"]) == 2  # numpy's pool as the environment set it
     assert len(out["after"]) > len(out["before"])  # scipy's own BLAS, loaded by the call, is covered too
     assert set(out["after"].values()) == {1}
+
+
+def test_limit_process_threads_can_leave_scipy_unloaded_until_a_later_call():
+    # a segment task limits what is loaded without importing scipy.linalg (start-up); finalising's call,
+    # before the 3DMM fit, loads and limits it
+    first, second = _in_fresh_process(
+        "import json, sys\n"
+        "from threadpoolctl import threadpool_info\n"
+        "from talkbase.threads import limit_process_threads\n"
+        "def state():\n"
+        "    return {'scipy': 'scipy.linalg' in sys.modules,\n"
+        "            'blas': [i['num_threads'] for i in threadpool_info() if i['user_api'] == 'blas']}\n"
+        "limit_process_threads(1, load_scipy=False)\n"
+        "first = state()\n"
+        "limit_process_threads(1)\n"
+        "print(json.dumps([first, state()]))\n")
+    assert not first["scipy"] and first["blas"] and set(first["blas"]) == {1}
+    assert second["scipy"] and len(second["blas"]) > len(first["blas"]) and set(second["blas"]) == {1}
